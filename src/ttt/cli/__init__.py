@@ -1,0 +1,111 @@
+"""The `3t` command line (services.md §12).
+
+Sub-command groups live in sibling modules and are registered here; only commands that work are
+registered. Errors meant for the user are printed as one message with the exit code of §12, never as a
+traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ttt.cli.context import CliState, console, err_console
+from ttt.errors import ExitCode, TTTError
+
+app = typer.Typer(
+    name="3t",
+    help="3T — Tactical Trend Trader: automated trend trading for Hyperliquid perpetuals.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", envvar="TTT_CONFIG", help="config.yml path (default ./config.yml)."),
+    ] = None,
+    secrets: Annotated[
+        Path | None,
+        typer.Option("--secrets", envvar="TTT_SECRETS", help="secrets.yml path (default ./secrets.yml)."),
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option("--log-level", help="Overrides observability.log_level.")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    ctx.obj = CliState(config_path=config, secrets_path=secrets, log_level=log_level, json=json_output)
+
+
+@app.command()
+def version(ctx: typer.Context) -> None:
+    """Print the version, schema head and Python/ccxt versions."""
+    import platform
+
+    from ttt import __version__
+
+    info: dict[str, str | None] = {"ttt": __version__, "python": platform.python_version()}
+    try:
+        import ccxt
+
+        info["ccxt"] = str(ccxt.__version__)
+    except ImportError:  # pragma: no cover - ccxt is a hard dependency
+        info["ccxt"] = None
+    try:
+        from ttt.adapters.db.migrate import head_revision
+
+        info["schema_head"] = head_revision()
+    except ImportError:
+        info["schema_head"] = None
+    state: CliState = ctx.obj
+    state.emit(info, lambda: "\n".join(f"{k}: {v}" for k, v in info.items()))
+
+
+def _register() -> None:
+    from ttt.cli.config_cmd import config_app
+    from ttt.cli.db_cmd import db_app
+
+    app.add_typer(config_app, name="config")
+    app.add_typer(db_app, name="db")
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `3t` console script."""
+    try:
+        rv = app(args=argv, prog_name="3t", standalone_mode=False)
+    except TTTError as exc:
+        err_console.print(str(exc), markup=False, highlight=False)
+        return int(exc.exit_code)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted", markup=False)
+        return 130
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the last line of defence: a message, never a traceback
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return int(ExitCode.USAGE)
+        err_console.print(f"internal error: {type(exc).__name__}: {exc}", markup=False, highlight=False)
+        return int(ExitCode.INTERNAL)
+    return rv if isinstance(rv, int) else 0
+
+
+def run() -> None:  # pragma: no cover - thin wrapper for the console script
+    sys.exit(main())
+
+
+__all__ = ["app", "console", "main", "run"]

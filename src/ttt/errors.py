@@ -1,0 +1,43 @@
+"""Errors that map to the CLI exit codes of services.md §12."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    INTERNAL = 1
+    USAGE = 2
+    SCHEMA_BEHIND = 3
+    PRECONDITION = 4
+
+
+class TTTError(Exception):
+    """An error with a message meant for the user, never a traceback."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+
+class ConfigError(TTTError):
+    """Invalid configuration or secrets. Carries every problem found, each naming its key."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(f"config error: {p}" for p in self.problems))
+
+
+class DataError(TTTError):
+    """A malformed input file; the message names the file, the row and the problem."""
+
+    exit_code = ExitCode.USAGE
+
+
+class SchemaBehindError(TTTError):
+    exit_code = ExitCode.SCHEMA_BEHIND
+
+
+class PreconditionError(TTTError):
+    exit_code = ExitCode.PRECONDITION
