@@ -7,7 +7,8 @@ locks, SQLite; distributed: Redis, MariaDB/PostgreSQL). Nothing in here does I/O
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 
 @runtime_checkable
@@ -74,3 +75,102 @@ class LockManager(Protocol):
     def extend(self, name: str, token: str, ttl_s: float) -> bool: ...
 
     def release(self, name: str, token: str) -> bool: ...
+
+
+# --- Providence persistence -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunMember:
+    """What membership sync reads for one unended run of a shard (providence.md §18.3)."""
+
+    run_id: int
+    exit_run: bool
+    start_time: float
+    run_state: str | None
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A run the supervisor creates; `apex_*` set only for runs seeded from a survivors file."""
+
+    symbol: str
+    shard: int
+    seed: int | None
+    start_time: float
+    start_balance: float
+    max_duration: int
+    host: str
+    ann_params: Mapping[str, Any]
+    run_state: Mapping[str, Any]
+    apex_file: str | None = None
+    apex_hash: str | None = None
+    apex_rank: int | None = None
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """A periodic or trade write of one run (providence.md §9.2)."""
+
+    run_id: int
+    run_state: str
+    position_direction: int
+    iteration_count: int
+    update_time: float
+    live_pnl: float
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """An end record (providence.md §8.1); `end_balance`/`live_pnl` are None for invalid_state."""
+
+    run_id: int
+    end_time: float
+    end_reason: str
+    end_balance: float | None
+    live_pnl: float | None
+    run_state: str
+    position_direction: int
+    iteration_count: int
+
+
+@runtime_checkable
+class RunStore(Protocol):
+    """The runs table as Providence needs it; each write method is one transaction."""
+
+    def active_counts(self) -> dict[str, int]:
+        """Active runs (end_time NULL and exit_run false) per symbol."""
+        ...
+
+    def active_shard_counts(self, symbol: str) -> dict[int, int]:
+        """Active runs per shard index of one symbol."""
+        ...
+
+    def shards_with_members(self) -> dict[str, list[int]]:
+        """Shard indexes that hold at least one unended run, per symbol, ascending."""
+        ...
+
+    def insert_runs(self, runs: Sequence[NewRun]) -> list[int]:
+        """Insert runs, and the apex burns of those that carry one, in one transaction; returns ids."""
+        ...
+
+    def burned_apex_hashes(self, apex_file: str) -> set[str]: ...
+
+    def members(self, symbol: str, shard: int) -> list[RunMember]: ...
+
+    def write_shard_tick(self, progress: Sequence[RunProgress], ends: Sequence[RunEnd]) -> None:
+        """One transaction, one multi-row statement per kind."""
+        ...
+
+    def purge(self, now: float, flagged_after_s: float) -> int: ...
+
+
+@runtime_checkable
+class BarStore(Protocol):
+    """Stored OHLCV bars, read by the tick inputs (providence.md §11–§13)."""
+
+    def bars(
+        self, symbol: str, timeframe: str, since_open_ms: int, until_open_ms: int
+    ) -> Sequence[tuple[int, float, float, float, float]]:
+        """(ts_open ms, open, high, low, close) with since ≤ ts_open ≤ until, ascending."""
+        ...
