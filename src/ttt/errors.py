@@ -41,3 +41,11 @@ class SchemaBehindError(TTTError):
 
 class PreconditionError(TTTError):
     exit_code = ExitCode.PRECONDITION
+
+
+class CacheError(TTTError):
+    """The cache answered, but not with something we can use (wrong key type, refused command)."""
+
+
+class CacheUnavailable(CacheError):
+    """The cache could not be reached or did not answer in time; nothing is known, so callers hold."""
