@@ -122,7 +122,11 @@ class RunProgress:
 
 @dataclass(frozen=True)
 class RunEnd:
-    """An end record (providence.md §8.1); `end_balance`/`live_pnl` are None for invalid_state."""
+    """An end record (providence.md §8.1).
+
+    For `invalid_state` the balance, PnL and counters are None (the stored values stay as they were) and
+    `run_state` is the raw text that failed to load.
+    """
 
     run_id: int
     end_time: float
@@ -130,8 +134,8 @@ class RunEnd:
     end_balance: float | None
     live_pnl: float | None
     run_state: str
-    position_direction: int
-    iteration_count: int
+    position_direction: int | None
+    iteration_count: int | None
 
 
 @runtime_checkable
@@ -173,4 +177,56 @@ class BarStore(Protocol):
         self, symbol: str, timeframe: str, since_open_ms: int, until_open_ms: int
     ) -> Sequence[tuple[int, float, float, float, float]]:
         """(ts_open ms, open, high, low, close) with since ≤ ts_open ≤ until, ascending."""
+        ...
+
+
+# --- Exchange adapters (services.md §7.1) -------------------------------------------------------------
+
+from ttt.domain.orders import (  # noqa: E402
+    Bar,
+    Fill,
+    OpenOrder,
+    OrderRequest,
+    OrderStatus,
+    PlaceResult,
+    ProductMeta,
+)
+
+
+@runtime_checkable
+class ExchangeAdapter(Protocol):
+    """What the services need from a venue; paper and Hyperliquid implement the same shapes so that the
+    gateway, ingestion and the observer never branch on the venue."""
+
+    def load_products(self) -> list[ProductMeta]: ...
+
+    def fetch_account(self, wallet: str, dexes: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Raw `clearinghouseState` per requested dex (key `""` is the main dex); a dex that failed is
+        absent, so ingestion can mark the snapshot partial."""
+        ...
+
+    def fetch_open_orders(self, symbol: str | None = None) -> list[OpenOrder]: ...
+
+    def place_order(self, request: OrderRequest) -> PlaceResult: ...
+
+    def cancel(self, symbol: str, cloids: Sequence[str] = (), oids: Sequence[int] = ()) -> dict[str, str]:
+        """Per order id (cloid, or oid as text): `success` or the exchange's error text."""
+        ...
+
+    def order_status(self, cloid: str | None = None, oid: int | None = None) -> OrderStatus: ...
+
+    def fetch_fills(self, since_ms: int) -> list[Fill]: ...
+
+    def fetch_ohlcv(self, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> list[Bar]: ...
+
+    def fetch_mids(self) -> dict[str, Any]:
+        """{api coin: mid} as decimals."""
+        ...
+
+    def fetch_funding(self) -> dict[str, Any]:
+        """{api coin: hourly funding rate} as decimals."""
+        ...
+
+    def set_isolated_leverage(self, symbol: str, leverage: int) -> str | None:
+        """None when accepted, otherwise the error text."""
         ...
