@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rv = app(args=argv, prog_name="3t", standalone_mode=False)
     except TTTError as exc:
-        err_console.print(str(exc), markup=False, highlight=False)
+        err_console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         return int(exc.exit_code)
     except typer.Exit as exc:
         return int(exc.exit_code)
@@ -94,14 +94,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the last line of defence: a message, never a traceback
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return int(ExitCode.USAGE)
-        err_console.print(f"internal error: {type(exc).__name__}: {exc}", markup=False, highlight=False)
+        if _is_usage_error(exc):
+            exc.show()  # type: ignore[attr-defined]
+            return int(getattr(exc, "exit_code", ExitCode.USAGE))
+        err_console.print(
+            f"internal error: {type(exc).__name__}: {exc}", markup=False, highlight=False, soft_wrap=True
+        )
         return int(ExitCode.INTERNAL)
     return rv if isinstance(rv, int) else 0
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    """Typer vendors its own click; accept either copy's ClickException (usage errors exit 2)."""
+    import click
+
+    classes: list[type[BaseException]] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as TyperClickException
+
+        classes.append(TyperClickException)
+    except ImportError:  # older typer uses click directly
+        pass
+    return isinstance(exc, tuple(classes))
 
 
 def run() -> None:  # pragma: no cover - thin wrapper for the console script
