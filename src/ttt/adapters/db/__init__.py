@@ -1,1 +1,1 @@
-
+"""The database adapter: portable types, models, migrations, repositories and the DB lock backend."""

@@ -1,0 +1,1 @@
+"""Alembic migrations of the 3T schema (additive only)."""
