@@ -388,3 +388,20 @@ def test_purge_deletes_ended_unheighted_runs(store: SqlRunStore, engine: sa.Engi
     deleted = purge_runs(store, MemoryLockManager(), FakeClock(T0 + 10), 3600)
     assert deleted == 1
     assert [r.id for r in _rows(engine)] == ids[1:]
+
+
+def test_flush_writes_every_cached_state_for_a_lossless_restart(
+    store: SqlRunStore, engine: sa.Engine
+) -> None:
+    _supervisor(store, FakeClock(), desired=6, shard_size=50).run()
+    h = Harness(store, engine, write_every=1000)  # periodic writes never due during the test
+    for t, p, v, w in _ticks(7):
+        h.tick(BTC, t, p, v, w)
+        h.stepper.step(BTC, 0, t)
+    cached = h.cached_states(BTC, 0)
+    assert cached
+    assert h.stepper.flush(BTC, 0) == len(cached)
+    for row in _rows(engine):
+        if row.id in cached:
+            assert _state(row) == cached[row.id]
+            assert row.iteration_count == cached[row.id]["iteration_count"]

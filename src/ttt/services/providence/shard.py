@@ -203,6 +203,34 @@ class ShardStepper:
         self._observe(symbol, report, self._monotonic() - started)
         return report
 
+    def flush(self, symbol: str, shard: int) -> int:
+        """Write every cached member state and pending end to the database (clean shutdown, §1.4).
+
+        The in-process cache does not survive a restart; without this a restart would cold-load states up to
+        N stepped ticks old (§9.4). Returns the number of rows written; skips a shard whose lock is held.
+        """
+        cfg = self._settings()
+        name = shard_lock_name(symbol, shard)
+        token = self._locks.acquire(name, cfg.shard_lock_ttl_s)
+        if token is None:
+            return 0
+        try:
+            raw_tick = self._cache.get(shard_tick_key(symbol, shard))
+            snapshot = decode_snapshot(self._cache.get(shard_state_key(symbol, shard)))
+            if raw_tick is None or not (snapshot.states or snapshot.pending_ends):
+                return 0
+            now = float(raw_tick)
+            members = {m.run_id for m in self._store.members(symbol, shard)}
+            states = {rid: st for rid, st in snapshot.states.items() if rid in members}
+            progress = _progress_rows(states, [(rid, True) for rid in states], 1, now)
+            ends = [end for rid, end in snapshot.pending_ends.items() if rid in members]
+            self._store.write_shard_tick(progress, ends)
+            if ends:
+                self._write_snapshot(symbol, shard, ShardSnapshot(snapshot.states, {}), cfg)
+            return len(progress) + len(ends)
+        finally:
+            self._locks.release(name, token)
+
     def _population(
         self, symbol: str, shard: int, last: float, snapshot: ShardSnapshot, cfg: ShardSettings
     ) -> Population:
