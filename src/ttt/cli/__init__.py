@@ -70,11 +70,13 @@ def version(ctx: typer.Context) -> None:
 
 def _register() -> None:
     from ttt.cli.config_cmd import config_app
+    from ttt.cli.data_cmd import data_app
     from ttt.cli.db_cmd import db_app
     from ttt.cli.run_cmd import run as run_command
 
     app.add_typer(config_app, name="config")
     app.add_typer(db_app, name="db")
+    app.add_typer(data_app, name="data")
     app.command(name="run")(run_command)
 
 
