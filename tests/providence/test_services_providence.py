@@ -17,12 +17,13 @@ from ttt.adapters.db.engine import make_engine
 from ttt.adapters.db.migrate import upgrade
 from ttt.adapters.db.models import Run
 from ttt.adapters.db.repositories.runs import SqlRunStore
+from ttt.adapters.market.feed import price_key
 from ttt.ports import RunEnd, RunProgress
 from ttt.providence import reference
 from ttt.services.locking import LockBusy
 from ttt.services.providence.codec import decode_snapshot
 from ttt.services.providence.dispatch import Dispatcher, DispatchSettings
-from ttt.services.providence.inputs import BarVisibility, TickRecord, price_key, tick_key
+from ttt.services.providence.inputs import BarVisibility, TickRecord, tick_key
 from ttt.services.providence.purge import purge_runs
 from ttt.services.providence.shard import ShardSettings, ShardStepper, shard_lock_name, shard_state_key
 from ttt.services.providence.supervisor import SupervisorService, SupervisorSettings

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ttt.adapters.market.feed import read_price
 from ttt.ports import BarStore, Cache
 from ttt.providence import reference
 
@@ -44,27 +45,18 @@ def tick_key(symbol: str) -> str:
     return f"tick:{symbol}"
 
 
-def price_key(symbol: str) -> str:
-    return f"price:{symbol}"
-
-
 def weight_key(symbol: str, minute: int) -> str:
     return f"weight:{symbol}:{minute}"
 
 
 def visible_price(cache: Cache, symbol: str, t: float, max_age_s: float) -> float | None:
-    """The latest feed observation with ts in [t − max_age, t], finite and > 0; otherwise None (§13.1)."""
-    raw = cache.get(price_key(symbol))
-    if raw is None:
-        return None
-    try:
-        doc = json.loads(raw)
-        price, ts = float(doc["price"]), float(doc["ts"])
-    except (ValueError, KeyError, TypeError):
-        return None
-    if not (math.isfinite(price) and price > 0 and t - max_age_s <= ts <= t):
-        return None
-    return price
+    """The feed's latest observation if not older than max_age_s at t (§13.1); otherwise None.
+
+    A record stamped slightly after t is accepted: live prices carry exchange time and clocks skew by
+    milliseconds; the simulated driver never publishes ahead of its Clock.
+    """
+    record = read_price(cache, symbol, t, max_age_s)
+    return record.price if record is not None else None
 
 
 @dataclass(frozen=True)
