@@ -73,11 +73,13 @@ def _register() -> None:
     from ttt.cli.data_cmd import data_app
     from ttt.cli.db_cmd import db_app
     from ttt.cli.run_cmd import run as run_command
+    from ttt.cli.sim_exchange_cmd import sim_exchange
 
     app.add_typer(config_app, name="config")
     app.add_typer(db_app, name="db")
     app.add_typer(data_app, name="data")
     app.command(name="run")(run_command)
+    app.command(name="sim-exchange")(sim_exchange)
 
 
 _register()
