@@ -72,6 +72,7 @@ def _register() -> None:
     from ttt.cli.config_cmd import config_app
     from ttt.cli.data_cmd import data_app
     from ttt.cli.db_cmd import db_app
+    from ttt.cli.gateway_cmd import gateway
     from ttt.cli.run_cmd import run as run_command
     from ttt.cli.sim_exchange_cmd import sim_exchange
 
@@ -79,6 +80,7 @@ def _register() -> None:
     app.add_typer(db_app, name="db")
     app.add_typer(data_app, name="data")
     app.command(name="run")(run_command)
+    app.command(name="gateway")(gateway)
     app.command(name="sim-exchange")(sim_exchange)
 
 
