@@ -49,3 +49,21 @@ class CacheError(TTTError):
 
 class CacheUnavailable(CacheError):
     """The cache could not be reached or did not answer in time; nothing is known, so callers hold."""
+
+
+class LocalRefusal(TTTError):
+    """An exchange action refused inside the process; nothing was sent."""
+
+
+class ForbiddenActionError(LocalRefusal):
+    """The guard refused a forbidden `/exchange` action (builder fee, referral, …) before sending it."""
+
+
+class ExchangeUnavailable(TTTError):
+    """The exchange could not be used (circuit open, refused connection, rate limit, reads exhausted);
+    for a write this means it was *not* sent."""
+
+
+class OutcomeUnknown(TTTError):
+    """A write was sent and its result is unknown (timeout, reset after sending, 5xx, unreadable answer).
+    Resolve it by querying the order status; never resend it."""

@@ -12,6 +12,7 @@ import pytest
 from tests.gateway.conftest import TOKEN, Harness, make_harness, order_body
 from ttt.adapters.db.locks import DbLockManager
 from ttt.domain.orders import ProductMeta
+from ttt.errors import ExchangeUnavailable
 from ttt.services.gateway.client import (
     GatewayReply,
     HttpGatewayClient,
@@ -307,10 +308,6 @@ def test_db_lock_backend_works_for_order_locks(sqlite_url: str) -> None:
 
 
 # --- transport failures at submission (§11.3 step 5) ------------------------------------------------------
-
-
-class ExchangeUnavailable(Exception):
-    """Shaped like the Hyperliquid adapter's "not sent" error (matched by name, not imported)."""
 
 
 @pytest.mark.parametrize(

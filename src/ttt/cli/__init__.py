@@ -71,14 +71,20 @@ def version(ctx: typer.Context) -> None:
 def _register() -> None:
     from ttt.cli.config_cmd import config_app
     from ttt.cli.data_cmd import data_app
+    from ttt.cli.data_import_cmd import data_import
     from ttt.cli.db_cmd import db_app
     from ttt.cli.gateway_cmd import gateway
+    from ttt.cli.portfolio_cmd import register as register_portfolio
+    from ttt.cli.products_cmd import products_app
     from ttt.cli.run_cmd import run as run_command
     from ttt.cli.sim_exchange_cmd import sim_exchange
 
     app.add_typer(config_app, name="config")
     app.add_typer(db_app, name="db")
+    data_app.command("import")(data_import)
     app.add_typer(data_app, name="data")
+    app.add_typer(products_app, name="products")
+    register_portfolio(app)
     app.command(name="run")(run_command)
     app.command(name="gateway")(gateway)
     app.command(name="sim-exchange")(sim_exchange)

@@ -23,7 +23,7 @@ from ttt.errors import ExitCode, TTTError
 
 data_app = typer.Typer(
     name="data",
-    help="Download market data from Hyperliquid into freqtrade-style files.",
+    help="Market data: download from Hyperliquid into freqtrade files; import bar files into the store.",
     no_args_is_help=True,
 )
 

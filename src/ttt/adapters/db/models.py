@@ -381,6 +381,8 @@ class PaperAccount(Base):
     wallet: Mapped[str] = mapped_column(sa.String(42), primary_key=True)
     cash: Mapped[Decimal] = _dec()
     created_at: Mapped[datetime] = _ts()
+    # 0002: the last whole hour (epoch hours) whose funding was settled for this account
+    funding_hour: Mapped[int | None] = mapped_column(sa.BigInteger(), nullable=True)
 
 
 class PaperPosition(Base):
@@ -393,6 +395,10 @@ class PaperPosition(Base):
     leverage: Mapped[int] = mapped_column(sa.Integer())
     cum_funding: Mapped[Decimal] = _dec()
     updated_at: Mapped[datetime] = _ts()
+    # 0002: exact cost basis Σ signed size·price (entry_price = cost_basis / size is rounded) and the
+    # funding paid since the position opened
+    cost_basis: Mapped[Decimal | None] = _dec(nullable=True)
+    funding_since_open: Mapped[Decimal | None] = _dec(nullable=True)
 
 
 class PaperOrder(Base):
@@ -415,6 +421,10 @@ class PaperOrder(Base):
     status: Mapped[str] = mapped_column(sa.String(16))
     created_at: Mapped[datetime] = _ts()
     closed_at: Mapped[datetime | None] = _ts(nullable=True)
+    # 0002: what `orderStatus` reports
+    filled_size: Mapped[Decimal | None] = _dec(nullable=True)
+    avg_price: Mapped[Decimal | None] = _dec(nullable=True)
+    error_text: Mapped[str | None] = mapped_column(sa.Text(), nullable=True)
 
 
 class PaperTrade(Base):
@@ -431,6 +441,9 @@ class PaperTrade(Base):
     liquidity: Mapped[str] = mapped_column(sa.String(5))
     closed_pnl: Mapped[Decimal] = _dec()
     ts: Mapped[datetime] = _ts()
+    # 0002: the order's cloid (fills carry it) and whether the fill was a liquidation
+    cloid: Mapped[str | None] = mapped_column(sa.String(34), nullable=True)
+    liquidation: Mapped[bool | None] = mapped_column(sa.Boolean(), nullable=True)
 
 
 class PaperLedgerEntry(Base):

@@ -39,7 +39,13 @@ from ttt.domain.orders import (
     ProductMeta,
     is_valid_price,
 )
-from ttt.errors import ConfigError, TTTError
+from ttt.errors import (
+    ConfigError,
+    ExchangeUnavailable,
+    ForbiddenActionError,
+    LocalRefusal,
+    OutcomeUnknown,
+)
 from ttt.ports import Clock
 from ttt.telemetry.metrics import Metrics
 
@@ -48,24 +54,6 @@ log = logging.getLogger(__name__)
 EXCHANGE = "hyperliquid"
 FORBIDDEN_ACTIONS = ("approveBuilderFee", "setReferrer")
 _T = TypeVar("_T")
-
-
-class LocalRefusal(TTTError):
-    """Refused inside the process; nothing was sent."""
-
-
-class ForbiddenActionError(LocalRefusal):
-    """The guard refused a forbidden `/exchange` action before sending it."""
-
-
-class ExchangeUnavailable(TTTError):
-    """The exchange could not be used (circuit open, refused connection, rate limit, reads exhausted);
-    for a write this means it was *not* sent."""
-
-
-class OutcomeUnknown(TTTError):
-    """A write was sent and its result is unknown (timeout, reset after sending, 5xx, unreadable
-    answer). Resolve it by querying the order status; never resend it."""
 
 
 class SystemClock:

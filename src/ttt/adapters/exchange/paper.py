@@ -253,6 +253,8 @@ class PaperExchange:
         p = to_decimal(price)
         if not p.is_finite() or p <= 0:
             raise ValueError(f"price event for {symbol}: price must be a finite number > 0, got {price}")
+        if symbol not in self._prices:
+            self._prices[symbol] = p  # first price after a restart: funding needs a price to settle at
         self._settle_hours()
         self._prices[symbol] = p
         fills: list[Fill] = []
@@ -286,6 +288,12 @@ class PaperExchange:
             self._store.set_funding_hour(current)
             return fills
         for hour in range(last + 1, current + 1):
+            if any(
+                pos.symbol not in self._prices
+                for w in self._store.wallets()
+                for pos in self._store.positions(w)
+            ):
+                break  # a position without a price yet (just restarted): settle this hour at its first price
             for wallet in self._store.wallets():
                 for pos in self._store.positions(wallet):
                     p = self._prices[pos.symbol]

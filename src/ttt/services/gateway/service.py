@@ -36,6 +36,7 @@ from ttt.adapters.db.uow import UnitOfWork
 from ttt.domain.client_ids import is_ours, is_valid_client_order_id
 from ttt.domain.orders import OrderRequest, OrderStatus, PlaceResult
 from ttt.domain.rounding import ioc_limit_price, round_price
+from ttt.errors import ExchangeUnavailable, LocalRefusal
 from ttt.ports import Cache, Clock, ExchangeAdapter, LockManager
 from ttt.services.gateway.model import (
     CANCELED,
@@ -75,16 +76,12 @@ RESOLVER_LOCK_TTL_S = 30.0
 RESOLVER_EXTEND_S = 10.0
 ORDERS_STREAM = "stream:orders"
 CANCEL_MISSING = "never placed, already canceled, or filled"
-_PRE_SEND = (PreSendError, ConnectionRefusedError, socket.gaierror)
-# Adapters may raise their own "not sent" error; the Hyperliquid adapter names it ExchangeUnavailable.
-_PRE_SEND_NAMES = frozenset({"ExchangeUnavailable", "PreSendError"})
+_PRE_SEND = (PreSendError, ExchangeUnavailable, LocalRefusal, ConnectionRefusedError, socket.gaierror)
 
 
 def is_pre_send(exc: BaseException) -> bool:
     """True only when the venue is known not to have received the request; anything else is ambiguous."""
-    if isinstance(exc, _PRE_SEND):
-        return True
-    return any(cls.__name__ in _PRE_SEND_NAMES for cls in type(exc).__mro__)
+    return isinstance(exc, _PRE_SEND)
 
 
 @dataclass(frozen=True)
