@@ -65,6 +65,7 @@ from ttt.services.gateway.model import (
     validation_error,
 )
 from ttt.services.gateway.support import AlertSink, PriceSource, SleepFn, noop_alert
+from ttt.services.products_sync import venue_from_config
 from ttt.telemetry.metrics import Metrics
 
 log = logging.getLogger("ttt.gateway")
@@ -118,7 +119,7 @@ class GatewayConfig:
                 ioc_slippage_bps=cfg.orders.ioc_max_slippage_bps,
                 ioc_slippage_limit_bps=cfg.orders.ioc_max_slippage_bps_limit,
             ),
-            exchange_name=cfg.exchange.kind,
+            exchange_name=venue_from_config(cfg.exchange).name,
             mainnet=cfg.exchange.kind == "hyperliquid" and hl.network == "mainnet",
             allow_mainnet_orders=cfg.exchange.allow_mainnet_orders,
             max_price_age_s=cfg.gateway.max_price_age_s,
