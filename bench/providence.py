@@ -1,0 +1,206 @@
+"""Benchmark: vectorised `Population.step` against a loop of `reference.step` (providence.md §16–§17).
+
+Prints run-ticks per second at several population sizes on one core, the speed-up over the scalar engine,
+and the engine's resident bytes per run at steady state (full windows). Not a test: no assertions.
+
+    .venv/bin/python bench/providence.py                      # N = 1k, 10k, 100k, 1M; 720 ticks
+    .venv/bin/python bench/providence.py --sizes 1000,10000 --ticks 200 --ref-ticks 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ttt.providence import reference as ref
+from ttt.providence.population import Population
+
+SYMBOL = "BTC/USDC:USDC"
+DATA = Path(os.environ.get("T3_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+TICK_S = 5.0
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def tick_inputs(ticks: int, seed: int) -> list[tuple[float, float, float, float]]:
+    """(now, price, volatility, weight) every 5 s: real BTC 1m bars when present, else a seeded GBM."""
+    path = DATA / "hyperliquid" / "BTC_USDC_USDC-1m-futures.feather"
+    minutes = ticks // 12 + 2
+    if path.exists():
+        import pyarrow.feather as feather
+
+        table = feather.read_table(path).to_pandas()
+        start = 1500
+        bars = table.iloc[start - 1440 : start + minutes]
+        opens = bars["open"].to_numpy(float)
+        highs = bars["high"].to_numpy(float)
+        lows = bars["low"].to_numpy(float)
+        closes = bars["close"].to_numpy(float)
+        t_open = bars["date"].astype("int64").to_numpy() // 10**9
+        t_open = t_open.astype(float)
+        source = f"real bars {path.name}"
+    else:
+        rng = np.random.default_rng(seed)
+        n = 1440 + minutes
+        closes = 100_000.0 * np.exp(np.cumsum(rng.normal(0, 0.0007, n)))
+        opens = np.concatenate(([closes[0]], closes[:-1]))
+        highs = np.maximum(opens, closes) * (1 + np.abs(rng.normal(0, 0.0003, n)))
+        lows = np.minimum(opens, closes) * (1 - np.abs(rng.normal(0, 0.0003, n)))
+        t_open = 1_700_000_000.0 + 60.0 * np.arange(n)
+        source = "seeded GBM"
+    print(f"price path: {source}")
+    out = []
+    first = 1440
+    t0 = t_open[first]
+    cache: dict[int, tuple[float, float | None]] = {}
+    for k in range(1, ticks + 1):
+        now = t0 + TICK_S * k
+        j = first + int((now - t0) // 60)
+        frac = ((now - t_open[j]) / 60.0) * 3
+        o, hi, lo, c = opens[j], highs[j], lows[j], closes[j]
+        pts = (o, lo, hi, c) if c >= o else (o, hi, lo, c)
+        seg = min(int(frac), 2)
+        u = frac - seg
+        price = pts[seg] + (pts[seg + 1] - pts[seg]) * u
+        if j not in cache:
+            vis = j  # bars with open + 60 <= now are 0 .. j-1
+            w = ref.market_weight(list(closes[max(0, vis - 30) : vis]))
+            vol = ref.volatility_from_bars(
+                list(highs[max(0, vis - 1440) : vis]), list(lows[max(0, vis - 1440) : vis])
+            )
+            cache[j] = (w, vol if vol is not None else 0.0)
+        w, vol = cache[j]
+        out.append((now, float(price), float(vol), float(w)))
+    return out
+
+
+def make_states(n: int, first_id: int, start: float, rng: np.random.Generator) -> dict[int, dict[str, Any]]:
+    seeds = rng.integers(0, 2**63, size=n)
+    return {
+        first_id + i: ref.new_state(ref.sample_params(int(seeds[i]), SYMBOL, 40.0), start, 7000)
+        for i in range(n)
+    }
+
+
+def build_population(n: int, start: float, seed: int) -> tuple[Population, float]:
+    rng = np.random.default_rng(seed)
+    pop = Population(SYMBOL, {})
+    t = time.perf_counter()
+    chunk = 50_000
+    for lo in range(0, n, chunk):
+        pop.add_runs(make_states(min(chunk, n - lo), lo, start, rng))
+    return pop, time.perf_counter() - t
+
+
+def bench_population(n: int, inputs: list[tuple[float, float, float, float]], seed: int) -> dict[str, float]:
+    pop, setup_s = build_population(n, inputs[0][0] - 1.0, seed)
+    warm = min(20, len(inputs) // 4)
+    for now, price, vol, w in inputs[:warm]:
+        pop.step(now, price, vol, w)
+    t = time.perf_counter()
+    stepped = 0
+    for now, price, vol, w in inputs[warm:]:
+        stepped += len(pop)
+        pop.step(now, price, vol, w)
+    elapsed = time.perf_counter() - t
+    parts = pop.nbytes()
+    total = sum(parts.values())
+    live = len(pop)
+    return {
+        "n": n,
+        "setup_s": setup_s,
+        "ticks": len(inputs) - warm,
+        "run_ticks_per_s": stepped / elapsed,
+        "ms_per_step": 1000 * elapsed / (len(inputs) - warm),
+        "bytes_per_run": total / max(live, 1),
+        **{f"bytes_{k}": v / max(live, 1) for k, v in parts.items()},
+        "active_end": live,
+        "completed": len(pop.completed_run_ids),
+    }
+
+
+def bench_reference(
+    n: int, inputs: list[tuple[float, float, float, float]], ref_ticks: int, seed: int
+) -> float:
+    """Scalar loop at steady state, timed over the last `ref_ticks` ticks.
+
+    Its states come from a Population warmed on the earlier ticks: they are what reference.step would have
+    produced (§17.2), without paying for the scalar warm-up.
+    """
+    warm, timed = inputs[: len(inputs) - ref_ticks], inputs[len(inputs) - ref_ticks :]
+    pop, _ = build_population(n, inputs[0][0] - 1.0, seed)
+    for now, price, vol, w in warm:
+        pop.step(now, price, vol, w)
+    live = pop.to_states()
+    t = time.perf_counter()
+    stepped = 0
+    for now, price, vol, w in timed:
+        for rid in list(live):
+            st, r = ref.step(live[rid], now, price, vol, w)
+            stepped += 1
+            if r.status == "completed":
+                del live[rid]
+            else:
+                live[rid] = st
+    return stepped / (time.perf_counter() - t)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--sizes", default="1000,10000,100000,1000000", help="comma-separated population sizes")
+    ap.add_argument("--ticks", type=int, default=720, help="ticks per population run (5 s apart)")
+    ap.add_argument("--ref-runs", type=int, default=1000, help="runs in the scalar reference loop")
+    ap.add_argument(
+        "--ref-ticks", type=int, default=100, help="timed ticks of the scalar loop (the last ones)"
+    )
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args(argv)
+    sizes = [int(x) for x in args.sizes.split(",") if x]
+    print(
+        f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs; "
+        f"python {platform.python_version()}, numpy {np.__version__}"
+    )
+    inputs = tick_inputs(args.ticks, args.seed)
+    results = []
+    for n in sizes:
+        r = bench_population(n, inputs[: args.ticks], args.seed)
+        results.append(r)
+        print(
+            f"population N={n:>9,}: {r['run_ticks_per_s']:>14,.0f} run-ticks/s  "
+            f"({r['ms_per_step']:.2f} ms/step, "
+            f"{r['ticks']} ticks, setup {r['setup_s']:.1f} s); {r['bytes_per_run']:.0f} B/run "
+            f"[arrays {r['bytes_per_run_arrays']:.0f}, APR rings {r['bytes_apr_rings']:.0f}, "
+            f"trade log {r['bytes_trade_log']:.0f}, history {r['bytes_history']:.1f}]"
+        )
+        sys.stdout.flush()
+    ref_ticks = min(args.ref_ticks, args.ticks // 2)
+    ref_rate = bench_reference(args.ref_runs, inputs, ref_ticks, args.seed)
+    print(
+        f"reference loop N={args.ref_runs:,}: {ref_rate:,.0f} run-ticks/s "
+        f"(last {ref_ticks} of {args.ticks} ticks, windows full)"
+    )
+    for r in results:
+        print(f"speed-up at N={int(r['n']):,}: {r['run_ticks_per_s'] / ref_rate:,.0f}x")
+    if not math.isfinite(ref_rate):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
