@@ -7,7 +7,7 @@ What is conserved, checked after every step:
   account value  = deposits − fees − funding + Σ fills (−signed size · price) + Σ net size · P
 where fees are recomputed from each fill (size · price · maker/taker rate), net size is the signed sum of
 the fills (and must equal the engine's position), unrealised PnL is size · P − cost basis, and the
-account value is the one rendered in `clearinghouseState`. The last line is the mark-to-market identity
+account value is the engine's exact one (`clearinghouseState` renders it at Hyperliquid's six decimals). The last line is the mark-to-market identity
 and does not use the engine's entry prices at all.
 """
 
@@ -73,7 +73,9 @@ def check(ex: PaperExchange, config: PaperConfig) -> None:
     cash = ex.store.cash(wallet)
     assert cash == sum((r.amount for r in ledger), D(0))
     assert cash == deposits - fees - funding + realised
-    account_value = D(ex.fetch_account()[""]["marginSummary"]["accountValue"])
+    account_value = ex.account_value(wallet)
+    rendered = D(ex.fetch_account()[""]["marginSummary"]["accountValue"])
+    assert rendered == account_value.quantize(D("0.000001"))  # Hyperliquid's six-decimal USD rendering
     assert account_value == deposits - fees - funding + realised + unrealised
     assert account_value == deposits - fees - funding + cash_flows + marked
 

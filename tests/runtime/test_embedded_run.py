@@ -88,6 +88,9 @@ def test_sv08_run_ticks_serves_metrics_stops_cleanly_and_resumes(tmp_path: Path)
     (tmp_path / "config.yml").write_text(
         f'database:\n  url: "sqlite:///{db}"\ndashboard:\n  port: {port}\n'
         "providence:\n  desired_run_count: 60\n  db_write_every_ticks: 5\n"
+        # a short reconcile period and sizing that clears the exchange minimum, so orders happen in seconds
+        "scheduler:\n  periods:\n    reconcile: 60\n"
+        "portfolio:\n  live_pnl_threshold: 0.0\n  risk_pos_percentage: 0.01\n"
     )
     proc = _start(tmp_path, port)
     try:
@@ -95,7 +98,7 @@ def test_sv08_run_ticks_serves_metrics_stops_cleanly_and_resumes(tmp_path: Path)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             overview = httpx.get(f"http://127.0.0.1:{port}/api/v1/overview", timeout=2).json()
-            if overview["shard_steps"] >= 30:
+            if overview["shard_steps"] >= 30 and overview["cycles"] >= 8:
                 break
             time.sleep(0.5)
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
@@ -104,6 +107,7 @@ def test_sv08_run_ticks_serves_metrics_stops_cleanly_and_resumes(tmp_path: Path)
     assert overview["market"] == {"source": "synthetic", "reason": "forced", "exchange": "paper"}
     assert overview["shard_steps"] >= 30, overview
     assert "ttt_providence_shard_step_seconds_count" in metrics
+    assert 'ttt_reconciliation_cycles_total{outcome="completed",trigger="sched"}' in metrics
     assert 'ttt_task_runs_total{result="ok",task="ttt.providence.dispatch"}' in metrics
     assert "MARKET DATA: SYNTHETIC" in out and "Traceback" not in out
 
@@ -113,6 +117,18 @@ def test_sv08_run_ticks_serves_metrics_stops_cleanly_and_resumes(tmp_path: Path)
     with sqlite3.connect(db) as conn:
         assert conn.execute("select count(*) from locks").fetchone()[0] == 0  # every lock released
         assert conn.execute("select count(*) from audit_log where kind = 'config.loaded'").fetchone()[0] == 1
+        cycles = conn.execute(
+            "select count(*) from reconciliation_cycles where outcome = 'completed'"
+        ).fetchone()
+        assert cycles[0] >= 8
+        assert conn.execute("select count(*) from reconciliation_log").fetchone()[0] >= 16
+        orders = conn.execute("select count(*) from order_execution_log").fetchone()[0]
+        fills = conn.execute("select count(*) from fills").fetchone()[0]
+        audited = conn.execute(
+            "select count(distinct client_order_id) from audit_log where kind = 'order.request'"
+        ).fetchone()[0]
+    assert orders >= 1 and fills >= 1, (orders, fills)
+    assert audited == orders  # every order record has its write-ahead audit row
 
     proc = _start(tmp_path, port)
     try:

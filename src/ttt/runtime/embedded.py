@@ -8,7 +8,6 @@ tasks at that instant, so a run is reproducible from its seed and data.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -37,6 +36,7 @@ from ttt.config import Settings
 from ttt.domain.orders import ProductMeta
 from ttt.errors import PreconditionError
 from ttt.runtime.market import MarketChoice, SimulatedMarket, replay_source, synthetic_source
+from ttt.runtime.portfolio_wiring import build_portfolio_side, portfolio_tasks, startup_cycle
 from ttt.runtime.scheduler import ScheduledTask, Scheduler
 from ttt.services.locking import LockBusy
 from ttt.services.providence.dispatch import Dispatcher, DispatchSettings
@@ -68,6 +68,7 @@ class RuntimeStatus:
     ticks: int = 0
     shard_steps: int = 0
     runs_created: int = 0
+    cycles: int = 0
     ends: dict[str, int] = field(default_factory=dict)
     last_error: str | None = None
     tasks: dict[str, str] = field(default_factory=dict)
@@ -163,6 +164,17 @@ class EmbeddedRuntime:
         )
         self._last_bar_ms: dict[str, int] = {}
         self._build_providence(symbols)
+        self.portfolio = build_portfolio_side(
+            settings,
+            engine=self.engine,
+            cache=self.cache,
+            locks=self.locks,
+            clock=self.clock,
+            exchange=self.exchange,
+            metrics=self.metrics,
+        )
+        for task in portfolio_tasks(self.portfolio, settings, self.clock, self.engine):
+            self.add_task(task)
 
     def _speed(self, speed: float | None) -> float:
         if speed is not None:
@@ -275,6 +287,16 @@ class EmbeddedRuntime:
             )
         if self.sim is not None:
             self._store_bars(initial=True)
+            self._publish_prices()
+        # §2.2 startup one-offs: products (synced when wired), balance, supervisor, the startup cycle
+        for name, work in (
+            ("ttt.account.update_balance", self.portfolio.ingestion.run),
+            ("ttt.observer.poll", self.portfolio.observer.poll_once),
+            ("ttt.providence.supervisor", self._supervise),
+            ("ttt.portfolio.reconcile", lambda: startup_cycle(self.portfolio, self.clock)),
+        ):
+            outcome = self.scheduler.run_task(ScheduledTask(name, 1.0, work))
+            self.status.tasks[name] = outcome.result
 
     def shutdown(self) -> None:
         self.stop_event.set()
@@ -336,14 +358,18 @@ class EmbeddedRuntime:
         if initial:
             log.info("stored %d warm-up bars", len(rows))
 
-    def step_simulated(self, t: float) -> None:
-        """Advance the market to t and run everything due at t."""
+    def _publish_prices(self) -> None:
         assert self.sim is not None
-        self.sim.advance_to(t)
         for event in self.sim.prices():
             self.prices.publish(event.symbol, event.price, event.ts, event.source)
             self.exchange.on_price(event.symbol, Decimal(repr(event.price)))
         self.exchange.on_clock()
+
+    def step_simulated(self, t: float) -> None:
+        """Advance the market to t and run everything due at t."""
+        assert self.sim is not None
+        self.sim.advance_to(t)
+        self._publish_prices()
         if t % 60 < self.sim.tick_s:
             self._store_bars()
         self.run_due(t)
@@ -366,6 +392,12 @@ class EmbeddedRuntime:
             self.status.shard_steps += 1
             for reason, n in report.ends.items():
                 self.status.ends[reason] = self.status.ends.get(reason, 0) + n
+        try:
+            self.portfolio.run_pending_cycles()
+        except Exception as exc:
+            log.exception("forced reconciliation cycle failed")
+            self.status.last_error = f"forced cycle: {exc}"
+        self.status.cycles = self.portfolio.cycles_run
 
     def run_forever(self, on_tick: Callable[[], None] | None = None) -> None:
         if self.sim is None:
@@ -415,11 +447,11 @@ def status_snapshot(rt: EmbeddedRuntime) -> dict[str, Any]:
         "ticks": s.ticks,
         "shard_steps": s.shard_steps,
         "runs_created": s.runs_created,
+        "cycles": s.cycles,
         "ends": dict(s.ends),
         "tasks": dict(s.tasks),
         "pid": os.getpid(),
         "uptime_s": math.floor(time.time() - s.started_at),
         "last_error": s.last_error,
         "version": __version__,
-        "json": json.dumps(s.tasks),
     }

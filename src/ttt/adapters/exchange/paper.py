@@ -92,6 +92,14 @@ def fmt_decimal(value: Decimal) -> str:
     return text if "." in text else text + ".0"
 
 
+_USD_QUANTUM = Decimal("0.000001")
+
+
+def fmt_usd(value: Decimal) -> str:
+    """USD amounts as Hyperliquid renders them: six decimals (`"accountValue":"1182.312496"`)."""
+    return fmt_decimal(value.quantize(_USD_QUANTUM))
+
+
 def paper_products(
     universe: Sequence[str], configured: Mapping[str, ProductMeta] | None = None
 ) -> dict[str, ProductMeta]:
@@ -631,17 +639,17 @@ class PaperExchange:
                             "value": lev,
                         },
                         "entryPx": fmt_decimal(entry.quantize(_DISPLAY_QUANTUM)),
-                        "positionValue": fmt_decimal(value),
-                        "unrealizedPnl": fmt_decimal(upnl),
+                        "positionValue": fmt_usd(value),
+                        "unrealizedPnl": fmt_usd(upnl),
                         "returnOnEquity": fmt_decimal(roe.quantize(_DISPLAY_QUANTUM)),
                         "liquidationPx": self._liquidation_px(wallet, pos, av_total),
-                        "marginUsed": fmt_decimal(used),
+                        "marginUsed": fmt_usd(used),
                         "maxLeverage": product.max_leverage,
                         "maxTradeSzs": self._max_trade_sizes(pos, withdrawable, lev),
                         "cumFunding": {
-                            "allTime": fmt_decimal(pos.cum_funding),
-                            "sinceOpen": fmt_decimal(pos.funding_since_open),
-                            "sinceChange": fmt_decimal(pos.funding_since_open),
+                            "allTime": fmt_usd(pos.cum_funding),
+                            "sinceOpen": fmt_usd(pos.funding_since_open),
+                            "sinceChange": fmt_usd(pos.funding_since_open),
                         },
                     },
                 }
@@ -658,16 +666,16 @@ class PaperExchange:
         else:
             account_value = margin_used + upnl_sum
         summary = {
-            "accountValue": fmt_decimal(account_value),
-            "totalNtlPos": fmt_decimal(ntl),
-            "totalRawUsd": fmt_decimal(account_value - signed_ntl),
-            "totalMarginUsed": fmt_decimal(margin_used),
+            "accountValue": fmt_usd(account_value),
+            "totalNtlPos": fmt_usd(ntl),
+            "totalRawUsd": fmt_usd(account_value - signed_ntl),
+            "totalMarginUsed": fmt_usd(margin_used),
         }
         return {
             "marginSummary": summary,
             "crossMarginSummary": dict(summary),
-            "crossMaintenanceMarginUsed": fmt_decimal(maintenance),
-            "withdrawable": fmt_decimal(withdrawable if dex == "" else Decimal(0)),
+            "crossMaintenanceMarginUsed": fmt_usd(maintenance),
+            "withdrawable": fmt_usd(withdrawable if dex == "" else Decimal(0)),
             "assetPositions": rendered,
             "time": self._now_ms(),
         }

@@ -106,8 +106,6 @@ class OrderGateway(Protocol):
         asked at all."""
         ...
 
-    def open_orders(self, symbol: str | None = None) -> list[OpenOrderView]: ...
-
 
 @runtime_checkable
 class ObserverSource(Protocol):

@@ -1,0 +1,288 @@
+"""The distributed runtime's Celery app `ttt` (services.md §1.3, §3): thin tasks over the Providence services.
+
+Tasks hold no logic of their own: each builds (once per OS process, lazily, after any prefork fork) the same
+services the embedded runtime wires, here over Redis and MariaDB/PostgreSQL, and calls one of them. The
+configuration comes from `TTT_CONFIG` / `TTT_SECRETS`, which `3t worker` exports for its pool children.
+
+Only services that exist are registered as tasks; the rest of the §2.1 table (market data, account,
+reconciliation, take-profit, products, ops) joins `TASK_QUEUES` / the beat schedule when its service does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from celery import Celery
+from kombu import Queue
+
+from ttt.config import Settings, load_settings
+from ttt.services.locking import LockBusy
+
+log = logging.getLogger("ttt.worker")
+
+HIGH = "high_priority"
+LOW = "low_priority"
+
+SUPERVISOR = "ttt.providence.supervisor"
+DISPATCH = "ttt.providence.dispatch"
+STEP_SHARD = "ttt.providence.step_shard"
+PURGE = "ttt.providence.purge"
+
+# Periodic tasks that exist, in the order beat fires them at one instant (providence.md §18.4), with their
+# `scheduler.periods` key.
+PERIODIC: tuple[tuple[str, str], ...] = (
+    (SUPERVISOR, "providence_supervisor"),
+    (DISPATCH, "providence_dispatch"),
+    (PURGE, "providence_purge"),
+)
+# services.md §2.2 startup one-offs that have a registered task, in spec order.
+STARTUP_ONE_OFFS: tuple[str, ...] = (SUPERVISOR,)
+
+app = Celery("ttt", set_as_current=False)
+app.conf.update(
+    task_ignore_result=True,
+    result_backend=None,
+    worker_prefetch_multiplier=1,
+    task_serializer="json",
+    accept_content=["json"],
+    timezone="UTC",
+    enable_utc=True,
+    worker_send_task_events=True,
+    task_send_sent_event=True,
+    broker_connection_retry_on_startup=True,
+    broker_transport_options={"visibility_timeout": 3600},
+    task_default_queue=HIGH,
+    task_queues=(Queue(HIGH, routing_key=HIGH), Queue(LOW, routing_key=LOW)),
+    task_routes={STEP_SHARD: {"queue": LOW, "routing_key": LOW}},
+    worker_hijack_root_logger=False,
+    worker_redirect_stdouts=False,
+)
+
+
+def configure_app(settings: Settings) -> Celery:
+    """Point the app at the configured broker; called by `3t worker`, `3t beat` and at import in children."""
+    cfg = settings.config.celery
+    app.conf.update(
+        broker_url=settings.broker_url(),
+        broker_transport_options={"visibility_timeout": int(cfg.visibility_timeout_s)},
+    )
+    return app
+
+
+class WallClock:
+    def now(self) -> float:
+        return time.time()
+
+
+@dataclass
+class WorkerContext:
+    """Everything a task needs, built once per OS process."""
+
+    settings: Settings
+    pid: int
+    engine: Any
+    cache: Any
+    locks: Any
+    runs: Any
+    supervisor: Any
+    dispatcher: Any
+    stepper: Any
+    metrics: Any
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+_context: WorkerContext | None = None
+_context_lock = threading.Lock()
+
+
+def settings_from_env(process: str = "worker") -> Settings:
+    return load_settings(os.environ.get("TTT_CONFIG"), os.environ.get("TTT_SECRETS"), process=process)
+
+
+def max_leverage_from_db(engine: Any, venue_name: str) -> dict[str, object]:
+    """Per-symbol max leverage from the `products` table (written by products sync); empty when unknown."""
+    from sqlalchemy.orm import Session
+
+    from ttt.adapters.db.repositories.venues import VenueRepository
+
+    with Session(engine) as session:
+        repo = VenueRepository(session)
+        exchange = repo.exchange_by_name(venue_name)
+        if exchange is None:
+            return {}
+        return {p.symbol: p.max_leverage for p in repo.products(exchange.id)}
+
+
+def build_context(settings: Settings) -> WorkerContext:
+    from ttt.adapters.cache.locks import RedisLockManager
+    from ttt.adapters.cache.redis_cache import RedisCache, make_redis_client
+    from ttt.adapters.db.engine import make_engine
+    from ttt.adapters.db.repositories.bars import SqlBarStore
+    from ttt.adapters.db.repositories.runs import SqlRunStore
+    from ttt.services.products_sync import venue_from_config
+    from ttt.services.providence.dispatch import Dispatcher, DispatchSettings
+    from ttt.services.providence.inputs import BarVisibility
+    from ttt.services.providence.shard import ShardSettings, ShardStepper
+    from ttt.services.providence.supervisor import SupervisorService, SupervisorSettings
+    from ttt.telemetry.metrics import Metrics
+
+    cfg = settings.config
+    periods = cfg.scheduler.periods
+    symbols = list(cfg.universe.symbols)
+    prov = cfg.providence.model_dump(mode="json")
+    engine = make_engine(
+        settings.database_url(), pool_size=cfg.database.pool_size, pool_recycle_s=cfg.database.pool_recycle_s
+    )
+    client = make_redis_client(settings.redis_url())
+    cache = RedisCache(client, cfg.cache.prefix)
+    locks = RedisLockManager(client, cfg.cache.prefix)
+    runs = SqlRunStore(engine)
+    bars = SqlBarStore(engine)
+    clock = WallClock()
+    metrics = Metrics.create()
+    venue = venue_from_config(cfg.exchange).name
+    host = f"{socket.gethostname()}:{os.getpid()}"
+    supervisor = SupervisorService(
+        runs,
+        locks,
+        clock,
+        lambda: SupervisorSettings(symbols=symbols, providence=prov, shard_size=cfg.providence.shard_size),
+        lambda: max_leverage_from_db(engine, venue),
+        np.random.Generator(np.random.PCG64(cfg.providence.seed)),
+        host=host,
+    )
+
+    def enqueue(symbol: str, shard: int, t: float, countdown_s: float) -> None:
+        step_shard.apply_async((symbol, shard, t), countdown=countdown_s, queue=LOW, routing_key=LOW)
+
+    dispatcher = Dispatcher(
+        runs,
+        cache,
+        bars,
+        locks,
+        clock,
+        lambda: DispatchSettings(
+            symbols=symbols,
+            period_s=periods.providence_dispatch,
+            spread=cfg.providence.dispatch_spread,
+            price_max_age_s=cfg.market_data.price.max_age_s,
+        ),
+        enqueue,
+        BarVisibility(completed_only=False),
+    )
+    stepper = ShardStepper(
+        runs,
+        cache,
+        locks,
+        lambda: ShardSettings(
+            symbols=symbols,
+            providence=prov,
+            db_write_every_ticks=cfg.providence.db_write_every_ticks,
+            state_ttl_s=cfg.providence.state_ttl_s,
+            shard_lock_ttl_s=cfg.providence.shard_lock_ttl_s,
+            dispatch_period_s=periods.providence_dispatch,
+        ),
+        metrics,
+    )
+    return WorkerContext(
+        settings, os.getpid(), engine, cache, locks, runs, supervisor, dispatcher, stepper, metrics
+    )
+
+
+def context() -> WorkerContext:
+    """This process's context; rebuilt after a fork so no connection is shared with the parent."""
+    global _context
+    with _context_lock:
+        if _context is None or _context.pid != os.getpid():
+            _context = build_context(settings_from_env())
+        return _context
+
+
+def set_context(ctx: WorkerContext | None) -> None:
+    """Install a prebuilt context (tests, the embedded bench); None forgets it."""
+    global _context
+    with _context_lock:
+        _context = ctx
+
+
+def _overrun(ctx: WorkerContext, name: str) -> str:
+    ctx.metrics.scheduler_overruns_total.labels(name).inc()
+    log.info("%s skipped: its lock is held (overrun)", name)
+    return "skipped_locked"
+
+
+@app.task(name=SUPERVISOR)
+def supervisor() -> dict[str, Any]:
+    ctx = context()
+    try:
+        ids = ctx.supervisor.run()
+    except LockBusy:
+        return {"status": _overrun(ctx, SUPERVISOR)}
+    return {"status": "ok", "created": len(ids)}
+
+
+@app.task(name=DISPATCH)
+def dispatch() -> dict[str, Any]:
+    ctx = context()
+    try:
+        report = ctx.dispatcher.dispatch()
+    except LockBusy:
+        return {"status": _overrun(ctx, DISPATCH)}
+    log.info("dispatch t=%r shards=%d", report.t, len(report.jobs))
+    return {"status": "ok", "t": report.t, "shards": len(report.jobs)}
+
+
+@app.task(name=STEP_SHARD, bind=True, acks_late=True, reject_on_worker_lost=True)
+def step_shard(self: Any, symbol: str, shard: int, t: float) -> dict[str, Any]:
+    """Idempotent per tick (providence.md §18.3): a redelivered or late task returns without stepping."""
+    ctx = context()
+    started = time.perf_counter()
+    report = ctx.stepper.step(symbol, int(shard), float(t))
+    seconds = time.perf_counter() - started
+    lag = time.time() - float(t)
+    if report.status == "stepped":
+        ctx.metrics.shard_lag_seconds.labels(symbol, str(int(shard))).set(lag)
+    delivery = getattr(self.request, "delivery_info", None) or {}
+    log.info(
+        "step_shard %s:%d t=%r status=%s tick=%r stepped=%d seconds=%.4f lag=%.4f task=%s redelivered=%s",
+        symbol,
+        int(shard),
+        float(t),
+        report.status,
+        report.tick,
+        report.stepped,
+        seconds,
+        lag,
+        self.request.id,
+        bool(delivery.get("redelivered")),
+    )
+    return {"status": report.status, "tick": report.tick, "stepped": report.stepped}
+
+
+@app.task(name=PURGE)
+def purge() -> dict[str, Any]:
+    from ttt.services.providence.purge import purge_runs
+
+    ctx = context()
+    try:
+        deleted = purge_runs(
+            ctx.runs, ctx.locks, WallClock(), ctx.settings.config.providence.purge_flagged_after_s
+        )
+    except LockBusy:
+        return {"status": _overrun(ctx, PURGE)}
+    return {"status": "ok", "deleted": deleted}
+
+
+def send(name: str, *args: Any, countdown: float | None = None) -> None:
+    """Publish one task by name to its routed queue (beat's only way of running work)."""
+    queue = LOW if name == STEP_SHARD else HIGH
+    app.send_task(name, args=args, queue=queue, routing_key=queue, countdown=countdown)
