@@ -34,6 +34,7 @@ from ttt.api.observer import create_app as create_observer_app
 from ttt.config import load_settings
 from ttt.domain.client_ids import client_order_id
 from ttt.domain.quorum import Reading, Unavailable
+from ttt.errors import OutcomeUnknown
 from ttt.services.gateway.bootstrap import build_gateway
 from ttt.services.gateway.client import HttpGatewayClient
 from ttt.services.portfolio.alerts import AlertSink, db_audit_writer
@@ -258,3 +259,95 @@ def test_full_cycle_through_the_gateway_over_http(venue: Venue, engine: Engine) 
         assert set(btc2.quorum.members) == {"local", "E", "O1"}  # type: ignore[union-attr]
         assert venue.submissions() == 1  # no churn: the position is held, nothing resent
         assert venue.open_orders() == []
+
+
+class DropAfterCommit:
+    """The venue executes the next order, then the connection dies before the answer (ambiguous)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.armed = True
+
+    def place_order(self, request: Any) -> Any:
+        result = self.inner.place_order(request)
+        if self.armed:
+            self.armed = False
+            raise OutcomeUnknown("connection reset after the order was sent")
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_gateway_killed_mid_request_resolves_by_status_and_never_duplicates(
+    venue: Venue, engine: Engine
+) -> None:
+    clock = WallClock()
+    cache = MemoryCache()
+    locks = DbLockManager(engine, clock)
+    settings = load_settings(
+        None,
+        None,
+        environ={"TTT_SECRET__GATEWAY__TOKEN": TOKEN},
+        cli_overrides={"exchange.paper.wallet": venue.wallet},
+        process="cli",
+    )
+    dropping = DropAfterCommit(venue.exchange)
+    first_gateway = build_gateway(
+        settings, engine=engine, cache=cache, locks=locks, clock=clock, exchange=dropping
+    )
+    alerts = AlertSink(clock, None, audit=db_audit_writer(engine, "test"))
+    ingestion = BalanceIngestion(
+        venue.exchange, engine, clock, alerts, IngestionSettings("paper", venue.kind, venue.wallet)
+    )
+
+    def fetch(wallet: str, dex: str) -> Any:
+        return venue.exchange.fetch_account(wallet, [dex])[dex]
+
+    embedded = ObserverPoller(fetch, [venue.wallet], clock, observer_id="embedded")
+    add_runs(engine, BTC, (1, 1, 1, 1), 1.0, clock.now() - 30)
+    for symbol, price in ((BTC, 100_000.0), (ETH, 3_000.0)):
+        set_price(cache, symbol, price, clock.now())
+
+    def cycle(gateway_url: str, cycle_id: str) -> Any:
+        assert ingestion.ingest().outcome == "ok" and embedded.poll_once().published
+        service = ReconcileService(
+            engine,
+            locks,
+            clock,
+            GatewayBridge(HttpGatewayClient(gateway_url, TOKEN, timeout_s=10)),
+            alerts,
+            make_settings(wallet=venue.wallet, quorum_k=2),
+            observers=[EmbeddedObserverSource(embedded, "E")],
+            cache=cache,
+        )
+        result = service.run_cycle(cycle_id)
+        assert result.outcome == "completed", result.error
+        return result.record(BTC)
+
+    first_id = "sched:20260101T120000Z"
+    cloid = client_order_id(first_id, BTC)
+    with Served(create_gateway_app(first_gateway.service, token=TOKEN)) as url:
+        record = cycle(url, first_id)
+    assert record.outcome == "order_unknown"  # 202 SENT_UNKNOWN: the engine never resends on its own
+    # the gateway process is gone; a new one starts over the same database
+    restarted = build_gateway(
+        settings, engine=engine, cache=cache, locks=locks, clock=clock, exchange=venue.exchange
+    )
+    time.sleep(1.1)  # the first status query is due 1 s after the submission
+    assert restarted.service.run_resolver_once()
+    with UnitOfWork(engine, read_only=True) as uow:
+        row = uow.orders.by_client_order_id(cloid)
+    assert row is not None and row.status == "RESTING"  # found by its client id, not sent again
+    assert venue.submissions() == 1
+
+    time.sleep(0.05)
+    venue.move_price(BTC, 99_990)
+    assert restarted.service.run_resolver_once()
+    time.sleep(0.05)
+    set_price(cache, BTC, 99_990.0, clock.now())
+    with Served(create_gateway_app(restarted.service, token=TOKEN)) as url:
+        record = cycle(url, "sched:20260101T121000Z")
+    assert record.outcome in ("below_threshold", "no_action"), (record.outcome, record.hold_reason)
+    assert record.plan is not None and record.plan.actual == pytest.approx(0.001)  # one position, not two
+    assert venue.submissions() == 1
