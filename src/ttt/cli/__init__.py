@@ -73,6 +73,7 @@ def _register() -> None:
     from ttt.cli.data_cmd import data_app
     from ttt.cli.data_import_cmd import data_import
     from ttt.cli.db_cmd import db_app
+    from ttt.cli.dist_cmd import register as register_dist
     from ttt.cli.gateway_cmd import gateway
     from ttt.cli.portfolio_cmd import register as register_portfolio
     from ttt.cli.products_cmd import products_app
@@ -85,6 +86,7 @@ def _register() -> None:
     app.add_typer(data_app, name="data")
     app.add_typer(products_app, name="products")
     register_portfolio(app)
+    register_dist(app)
     app.command(name="run")(run_command)
     app.command(name="gateway")(gateway)
     app.command(name="sim-exchange")(sim_exchange)

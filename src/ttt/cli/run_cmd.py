@@ -16,7 +16,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from ttt.cli.context import CliState, console, err_console
-from ttt.errors import ConfigError, PreconditionError
+from ttt.errors import ConfigError
 
 log = logging.getLogger("ttt.run")
 
@@ -107,11 +107,6 @@ def run(
         Panel(banner, style="bold white on red" if choice.source != "hyperliquid" else "bold green")
     )
     (log.info if choice.source == "hyperliquid" else log.warning)("%s (reason: %s)", banner, choice.reason)
-    if choice.source == "hyperliquid":
-        raise PreconditionError(
-            "live Hyperliquid market data is not wired into `3t run` yet;"
-            " use --market synthetic or --market replay:PATH"
-        )
     runtime = EmbeddedRuntime(
         settings, choice, speed=speed, replay_path=overrides.get("market_data.replay.path")
     )

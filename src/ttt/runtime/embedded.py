@@ -28,10 +28,12 @@ from ttt.adapters.db.engine import make_engine
 from ttt.adapters.db.locks import DbLockManager
 from ttt.adapters.db.migrate import check_schema, upgrade
 from ttt.adapters.db.repositories.audit import AuditRepository
-from ttt.adapters.db.repositories.bars import BarRepository, SqlBarStore, StoredBar
+from ttt.adapters.db.repositories.bars import BarRepository, SqlBarStore, StoredBar, stored_from_domain
 from ttt.adapters.db.repositories.runs import SqlRunStore
 from ttt.adapters.exchange.paper import PaperConfig, PaperExchange, paper_products
-from ttt.adapters.market.feed import PricePublisher
+from ttt.adapters.market.feed import PriceFeed, PricePublisher, read_price
+from ttt.adapters.market.fetch import OhlcvFetcher
+from ttt.adapters.market.hyperliquid_http import HyperliquidInfoClient
 from ttt.config import Settings
 from ttt.domain.orders import ProductMeta
 from ttt.errors import PreconditionError
@@ -175,6 +177,11 @@ class EmbeddedRuntime:
         )
         for task in portfolio_tasks(self.portfolio, settings, self.clock, self.engine):
             self.add_task(task)
+        self.feed: PriceFeed | None = None
+        self.fetcher: OhlcvFetcher | None = None
+        self._seen_price_ts: dict[str, float] = {}
+        if market.source == "hyperliquid":
+            self._build_live(symbols)
 
     def _speed(self, speed: float | None) -> float:
         if speed is not None:
@@ -251,6 +258,54 @@ class EmbeddedRuntime:
             self.metrics,
         )
 
+    def _build_live(self, symbols: list[str]) -> None:
+        """Live public market data (§6.1, §6.3): the price feed thread and the bar-boundary OHLCV fetch."""
+        cfg = self.cfg
+        client = HyperliquidInfoClient.from_settings(cfg.exchange.hyperliquid)
+        self.feed = PriceFeed.from_config(
+            cfg, cache=self.cache, clock=self.clock, client=client, metrics=self.metrics, locks=self.locks
+        )
+
+        def write(bars: Any) -> None:
+            rows = stored_from_domain(bars, "hyperliquid", self.clock.now())
+            with sa.orm.Session(self.engine) as session, session.begin():
+                BarRepository(session).upsert_bars(rows)
+
+        def latest_open(symbol: str, timeframe: str) -> int | None:
+            with sa.orm.Session(self.engine) as session:
+                return BarRepository(session).latest_open(symbol, timeframe)
+
+        self.fetcher = OhlcvFetcher(
+            client=client,
+            cache=self.cache,
+            clock=self.clock,
+            writer=write,
+            latest_open=latest_open,
+            lookback_bars=dict(cfg.market_data.lookback_bars),
+            backfill_bars=dict(cfg.market_data.backfill_bars),
+            concurrency=cfg.market_data.concurrency,
+            metrics=self.metrics,
+        )
+        timeframes = list(cfg.market_data.timeframes)
+        fetcher = self.fetcher
+        self.add_task(
+            ScheduledTask(
+                "ttt.market_data.fetch",
+                cfg.scheduler.periods.market_data_fetch,
+                lambda: fetcher.run(symbols, timeframes),
+            )
+        )
+        self._live_fetch = lambda: fetcher.run(symbols, timeframes, backfill=True)
+
+    def _feed_paper_from_cache(self) -> None:
+        """The paper venue trades on the live feed's prices: each new observation is a price event."""
+        for symbol in self.cfg.universe.symbols:
+            record = read_price(self.cache, symbol, self.clock.now(), self.cfg.market_data.price.max_age_s)
+            if record is not None and record.ts > self._seen_price_ts.get(symbol, -math.inf):
+                self._seen_price_ts[symbol] = record.ts
+                self.exchange.on_price(symbol, Decimal(repr(record.price)))
+        self.exchange.on_clock()
+
     def add_task(self, task: ScheduledTask) -> None:
         """Later services (account, reconciliation, take-profit) join the same schedule."""
         self.scheduler.tasks.append(task)
@@ -288,6 +343,14 @@ class EmbeddedRuntime:
         if self.sim is not None:
             self._store_bars(initial=True)
             self._publish_prices()
+        if self.feed is not None:
+            self.feed.start()
+            outcome = self.scheduler.run_task(ScheduledTask("ttt.market_data.fetch", 1.0, self._live_fetch))
+            self.status.tasks["ttt.market_data.fetch(backfill)"] = outcome.result
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not self._seen_any_price():
+                time.sleep(0.1)
+            self._feed_paper_from_cache()
         # §2.2 startup one-offs: products (synced when wired), balance, supervisor, the startup cycle
         for name, work in (
             ("ttt.account.update_balance", self.portfolio.ingestion.run),
@@ -298,8 +361,17 @@ class EmbeddedRuntime:
             outcome = self.scheduler.run_task(ScheduledTask(name, 1.0, work))
             self.status.tasks[name] = outcome.result
 
+    def _seen_any_price(self) -> bool:
+        now = self.clock.now()
+        return any(
+            read_price(self.cache, s, now, self.cfg.market_data.price.max_age_s) is not None
+            for s in self.cfg.universe.symbols
+        )
+
     def shutdown(self) -> None:
         self.stop_event.set()
+        if self.feed is not None:
+            self.feed.stop()
         try:
             written = sum(
                 self.stepper.flush(symbol, shard)
@@ -425,11 +497,14 @@ class EmbeddedRuntime:
     def _run_wall(self, on_tick: Callable[[], None] | None) -> None:
         while not self.stop_event.is_set():
             now = self.clock.now()
+            if self.feed is not None:
+                self._feed_paper_from_cache()
+                self.status.ticks += 1
             self.run_due(now)
             self._keep_instance_lock()
             if on_tick:
                 on_tick()
-            wait = max(0.0, min(1.0, self.scheduler.next_due_at(now) - self.clock.now()))
+            wait = max(0.0, min(0.5, self.scheduler.next_due_at(now) - self.clock.now()))
             self.stop_event.wait(wait)
 
 

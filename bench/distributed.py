@@ -1,0 +1,203 @@
+"""End-to-end Providence throughput of the distributed runtime: Celery + Redis + MariaDB, real processes.
+
+For each size N: a fresh MariaDB database, `3t worker -Q high_priority -c 1`, `3t worker -Q low_priority`
+with 2 pool processes, `3t beat`, and a synthetic feed. After the population is created it measures a
+number of ticks and prints run-ticks per second (achieved, and the capacity the busy time implies) and
+the lateness of shard steps (completion − tick time) against the 5 s cadence.
+
+    .venv/bin/python bench/distributed.py --sizes 10000,100000 --ticks 6
+
+Needs the local MariaDB (T3_TEST_MARIADB_URL) and Redis (cache on db 15, broker on T3_TEST_BROKER_URL, db 14).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import redis
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.distributed import dist_harness as h  # noqa: E402
+
+MARIADB_ADMIN = os.environ.get("T3_TEST_MARIADB_URL", "mysql+pymysql://ttt:ttt@127.0.0.1:3306/")
+REDIS_URL = os.environ.get("T3_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+STEP = re.compile(
+    r"step_shard \S+ t=([0-9.]+) status=stepped tick=\S+ stepped=(\d+) seconds=([0-9.]+) lag=([0-9.]+)"
+)
+CADENCE_S = 5.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def created(db_url: str) -> int:
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT COUNT(*) FROM runs")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def insert_population(db_url: str, n: int, shard_size: int) -> None:
+    """N runs split over the symbols, shards filled in order; the supervisor's margin eligibility would stop
+    far short of large N, and this measures stepping, not the top-up."""
+    from ttt.adapters.db.engine import make_engine
+    from ttt.adapters.db.repositories.runs import SqlRunStore
+    from ttt.ports import NewRun
+    from ttt.providence import reference
+
+    engine = make_engine(db_url)
+    store = SqlRunStore(engine)
+    now = time.time()
+    try:
+        batch: list[NewRun] = []
+        for i in range(n):
+            symbol = h.SYMBOLS[i % len(h.SYMBOLS)]
+            index = i // len(h.SYMBOLS)
+            params = reference.sample_params(i, symbol, 40.0)
+            state = reference.new_state(params, start_time=now, start_balance=params["virtual_balance"])
+            batch.append(
+                NewRun(
+                    symbol=symbol,
+                    shard=index // shard_size,
+                    seed=i,
+                    start_time=now,
+                    start_balance=float(params["virtual_balance"]),
+                    max_duration=int(params["max_duration"]),
+                    host="bench",
+                    ann_params=params,
+                    run_state=state,
+                    apex_file=None,
+                    apex_hash=None,
+                    apex_rank=None,
+                )
+            )
+            if len(batch) == 5000:
+                store.insert_runs(batch)
+                batch = []
+        if batch:
+            store.insert_runs(batch)
+    finally:
+        engine.dispose()
+
+
+def bench_size(n: int, ticks: int, workdir: Path) -> None:
+    name = f"ttt_bench{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(MARIADB_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    db_url = sa.engine.make_url(MARIADB_ADMIN).set(database=name).render_as_string(hide_password=False)
+    prefix = f"ttt-bench:{uuid.uuid4().hex[:8]}:"
+    session = h.broker_session()
+    broker = next(session)
+    procs: list[h.Proc] = []
+    market = None
+    try:
+        cfg, sec = h.write_config(
+            workdir,
+            db_url=db_url,
+            redis_url=REDIS_URL,
+            prefix=prefix,
+            broker_url=broker,
+            runs=n,
+            shard_size=2000,
+        )
+        text = cfg.read_text().replace("db_write_every_ticks: 1", "db_write_every_ticks: 50")
+        cfg.write_text(text)
+        h.prepare_database(db_url, cfg, sec)
+        t0 = time.monotonic()
+        insert_population(db_url, n, 2000)
+        print(f"N={n}: inserted in {time.monotonic() - t0:.1f} s", flush=True)
+        market = h.Market(db_url, REDIS_URL, prefix)
+        market.warm_up()
+        market.start()
+        high = h.start(
+            "worker-high", workdir, cfg, sec, "worker", "-Q", "high_priority", "--concurrency", "1"
+        )
+        low = h.start("worker-low", workdir, cfg, sec, "worker", "-Q", "low_priority", "--concurrency", "2")
+        beat = h.start("beat", workdir, cfg, sec, "beat")
+        procs = [high, low, beat]
+        created_at = time.monotonic()
+        h.wait_for(lambda: "created" in high.text() and h.dispatch_ticks(high), 3600, "population", procs, 1)
+        print(f"N={n}: population ready after {time.monotonic() - created_at:.1f} s", flush=True)
+        start_ticks = len(h.dispatch_ticks(high))
+        h.wait_for(
+            lambda: len(h.dispatch_ticks(high)) >= start_ticks + ticks + 1,
+            60 * ticks + 600,
+            "measured ticks",
+            procs,
+            1,
+        )
+        beat.stop()
+        time.sleep(CADENCE_S)
+        measured = h.dispatch_ticks(high)[start_ticks : start_ticks + ticks]
+        lo, hi_t = measured[0], measured[-1]
+        steps = [(float(t), int(k), float(s), float(lag)) for t, k, s, lag in STEP.findall(low.text())]
+        window = [x for x in steps if lo <= x[0] <= hi_t]
+        run_ticks = sum(k for _, k, _, _ in window)
+        busy = sum(s for _, _, s, _ in window)
+        lags = [lag for *_, lag in window]
+        span = (hi_t - lo) + CADENCE_S
+        statuses = re.findall(r"step_shard \S+ t=([0-9.]+) status=(\w+)", low.text())
+        counts: dict[str, int] = {}
+        for t_raw, status in statuses:
+            if lo <= float(t_raw) <= hi_t:
+                counts[status] = counts.get(status, 0) + 1
+        print(f"N={n}: created={created(db_url)} shard task outcomes {counts}", flush=True)
+        print(
+            f"N={n}: ticks={len(measured)} shard_steps={len(window)} run_ticks={run_ticks} "
+            f"achieved={run_ticks / span:,.0f} run-ticks/s "
+            f"capacity≈{run_ticks / (busy / 2) if busy else float('nan'):,.0f} run-ticks/s (2 processes) "
+            f"lateness p50={percentile(lags, 0.5):.3f}s p99={percentile(lags, 0.99):.3f}s "
+            f"late(>{CADENCE_S:.0f}s)={sum(1 for x in lags if x > CADENCE_S)} "
+            f"mean_step={statistics.fmean([s for _, _, s, _ in window]) if window else float('nan'):.3f}s",
+            flush=True,
+        )
+    finally:
+        for p in procs:
+            p.stop()
+        if market is not None:
+            market.stop()
+        with contextlib.suppress(StopIteration):
+            next(session)
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--ticks", type=int, default=6)
+    args = parser.parse_args()
+    for n in [int(s) for s in args.sizes.split(",") if s]:
+        with tempfile.TemporaryDirectory() as tmp:
+            bench_size(n, args.ticks, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
