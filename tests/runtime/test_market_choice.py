@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -158,3 +159,64 @@ def test_sv22_forced_replay_sends_no_probe(tmp_path: Path) -> None:
     assert overview["market"] == {"source": "replay", "reason": "forced", "exchange": "paper"}
     assert server.requests == []
     assert "MARKET DATA: REPLAY" in out
+
+
+@pytest.mark.slow
+def test_auto_chooses_live_data_when_the_api_answers_and_trades_on_it(tmp_path: Path) -> None:
+    """The live path end to end against a local Hyperliquid-compatible server: probe, polling feed, bar
+    fetch on boundaries, Providence stepping on live prices, paper fills on the feed's prices."""
+    sim_port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TTT_")}
+    sim = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from ttt.cli import run; run()",
+            "sim-exchange",
+            "--port",
+            str(sim_port),
+            "--source",
+            "synthetic",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.post(
+                    f"http://127.0.0.1:{sim_port}/info", json={"type": "allMids"}, timeout=2
+                ).is_success:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and sim.poll() is None, "sim-exchange did not start"
+            time.sleep(0.2)
+        proc, port = _run(
+            tmp_path,
+            f'exchange:\n  hyperliquid:\n    network: custom\n    base_url: "http://127.0.0.1:{sim_port}"\n'
+            "market_data:\n  price:\n    mode: polling\n",
+        )
+        try:
+            overview = _overview(proc, port)
+            deadline = time.monotonic() + 60
+            while overview["shard_steps"] < 4 and time.monotonic() < deadline:  # type: ignore[operator]
+                time.sleep(0.5)
+                overview = httpx.get(f"http://127.0.0.1:{port}/api/v1/overview", timeout=2).json()
+        finally:
+            out = _stop(proc)
+    finally:
+        sim.send_signal(signal.SIGINT)
+        sim.communicate(timeout=30)
+    assert overview["market"] == {"source": "hyperliquid", "reason": "api_answered", "exchange": "paper"}
+    assert overview["shard_steps"] >= 4  # type: ignore[operator]
+    assert "MARKET DATA: HYPERLIQUID (Hyperliquid API answered)" in out
+    with sqlite3.connect(tmp_path / "ttt.sqlite") as conn:
+        bars = conn.execute("select count(*) from market_data where source = 'hyperliquid'").fetchone()[0]
+        stepped = conn.execute("select max(iteration_count) from runs").fetchone()[0]
+    assert bars > 1000  # the backfill window of 1m bars, fetched page by page
+    assert stepped >= 1
