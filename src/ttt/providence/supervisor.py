@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ttt.domain.params import DEFAULT_VIRTUAL_BALANCE, sample_params
+from ttt.domain.params import DEFAULT_VIRTUAL_BALANCE, PARAM_KEYS, sample_params
 
 DEFAULT_DESIRED_RUN_COUNT = 100
 DEFAULT_MARGIN_ALLOCATION_THRESHOLD = 45
@@ -27,25 +27,8 @@ APEX_FILE_GLOB = "apex_survivors_*.json"
 SEED_BOUND = 2**63
 
 # Every §2.1 key that §5 reads (all but virtual_balance and decision_distance_seconds).
-APEX_REQUIRED_KEYS: tuple[str, ...] = (
-    "symbol",
-    "leverage",
-    "max_duration",
-    "max_direction_reversal",
-    "balance_divisor",
-    "pos_scaler",
-    "max_cross_margin_ratio",
-    "apr_target",
-    "pos_weight",
-    "min_goal",
-    "max_goal",
-    "min_goal_weight",
-    "max_goal_weight",
-    "volatility_entropy_window_minutes",
-    "volatility_entropy_window_samples",
-    "machine_vision_entropy_max",
-    "rolling_apr_minutes",
-    "system_swing",
+APEX_REQUIRED_KEYS: tuple[str, ...] = tuple(
+    k for k in PARAM_KEYS if k not in ("virtual_balance", "decision_distance_seconds")
 )
 
 

@@ -24,4 +24,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    raise NotImplementedError("3T migrations are additive only (services.md §4.1); restore a backup instead")
+    raise RuntimeError("downgrade refused: migrations are additive only (services.md §4.1); restore a backup")

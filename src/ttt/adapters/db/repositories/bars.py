@@ -91,7 +91,7 @@ def _upsert_statement(dialect_name: str) -> Any:
     if dialect_name in ("mysql", "mariadb"):
         my = mysql.insert(BARS)
         return my.on_duplicate_key_update({k: my.inserted[k] for k in _VALUES})
-    raise NotImplementedError(f"bar upsert is not implemented for {dialect_name}")
+    raise ValueError(f"unsupported database dialect {dialect_name!r}: use SQLite, MariaDB or PostgreSQL")
 
 
 class BarRepository:
