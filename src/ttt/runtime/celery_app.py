@@ -22,6 +22,7 @@ import numpy as np
 from celery import Celery
 from kombu import Queue
 
+from ttt.clock import WallClock
 from ttt.config import Settings, load_settings
 from ttt.services.locking import LockBusy
 
@@ -74,11 +75,6 @@ def configure_app(settings: Settings) -> Celery:
         broker_transport_options={"visibility_timeout": int(cfg.visibility_timeout_s)},
     )
     return app
-
-
-class WallClock:
-    def now(self) -> float:
-        return time.time()
 
 
 @dataclass

@@ -30,16 +30,17 @@ from ttt.adapters.db.migrate import check_schema, upgrade
 from ttt.adapters.db.repositories.audit import AuditRepository
 from ttt.adapters.db.repositories.bars import BarRepository, SqlBarStore, StoredBar, stored_from_domain
 from ttt.adapters.db.repositories.runs import SqlRunStore
-from ttt.adapters.exchange.paper import PaperConfig, PaperExchange, paper_products
+from ttt.adapters.exchange.paper import PaperExchange
 from ttt.adapters.market.feed import PriceFeed, PricePublisher, read_price
 from ttt.adapters.market.fetch import OhlcvFetcher
 from ttt.adapters.market.hyperliquid_http import HyperliquidInfoClient
+from ttt.clock import WallClock
 from ttt.config import Settings
-from ttt.domain.orders import ProductMeta
 from ttt.errors import PreconditionError
 from ttt.runtime.market import MarketChoice, SimulatedMarket, replay_source, synthetic_source
 from ttt.runtime.portfolio_wiring import build_portfolio_side, portfolio_tasks, startup_cycle
 from ttt.runtime.scheduler import ScheduledTask, Scheduler
+from ttt.services.gateway.bootstrap import paper_config_from_settings
 from ttt.services.locking import LockBusy
 from ttt.services.providence.dispatch import Dispatcher, DispatchSettings
 from ttt.services.providence.inputs import BarVisibility
@@ -53,11 +54,6 @@ log = logging.getLogger(__name__)
 INSTANCE_LOCK = "instance:embedded"
 INSTANCE_LOCK_TTL_S = 30
 INSTANCE_LOCK_EXTEND_S = 10
-
-
-class WallClock:
-    def now(self) -> float:
-        return time.time()
 
 
 @dataclass
@@ -74,32 +70,6 @@ class RuntimeStatus:
     ends: dict[str, int] = field(default_factory=dict)
     last_error: str | None = None
     tasks: dict[str, str] = field(default_factory=dict)
-
-
-def paper_config(settings: Settings) -> PaperConfig:
-    cfg = settings.config.exchange.paper
-    configured = {
-        symbol: ProductMeta(
-            symbol=symbol,
-            api_coin=symbol.split("/")[0],
-            sz_decimals=int(p.sz_decimals),
-            max_leverage=Decimal(str(p.max_leverage)),
-            margin_mode=str(p.margin_mode),
-        )
-        for symbol, p in cfg.products.items()
-    }
-    return PaperConfig(
-        wallet=cfg.wallet,
-        initial_balance_usd=cfg.initial_balance_usd,
-        maker_fee=cfg.maker_fee,
-        taker_fee=cfg.taker_fee,
-        slippage_bps=cfg.slippage_bps,
-        half_spread_bps=cfg.half_spread_bps,
-        maker_fill_rule=cfg.maker_fill_rule,
-        leverage=int(cfg.leverage),
-        default_funding_hourly=cfg.default_funding_hourly,
-        products=paper_products(settings.config.universe.symbols, configured),
-    )
 
 
 class EmbeddedRuntime:
@@ -158,7 +128,7 @@ class EmbeddedRuntime:
             metrics=self.metrics,
         )
         self.exchange = PaperExchange(
-            paper_config(settings),
+            paper_config_from_settings(settings),
             self.clock,
             funding_rate=(lambda symbol, _t: self.sim.funding_hourly(symbol))
             if self.sim is not None

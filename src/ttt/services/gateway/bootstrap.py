@@ -3,7 +3,6 @@ embedded runtime (services.md §1)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -12,6 +11,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from ttt.adapters.db.uow import UnitOfWork
+from ttt.clock import WallClock
 from ttt.domain.orders import ProductMeta
 from ttt.domain.symbols import base
 from ttt.errors import ConfigError
@@ -27,11 +27,6 @@ from ttt.services.gateway.support import (
     SerializedExchange,
 )
 from ttt.telemetry.metrics import Metrics
-
-
-class WallClock:
-    def now(self) -> float:
-        return time.time()
 
 
 def ensure_venue(
@@ -76,7 +71,14 @@ class GatewayBundle:
 
 def paper_from_settings(settings: Any, clock: Clock) -> Any:
     """The in-process paper engine configured by `exchange.paper.*`."""
-    from ttt.adapters.exchange.paper import PaperConfig, PaperExchange, paper_products
+    from ttt.adapters.exchange.paper import PaperExchange
+
+    return PaperExchange(paper_config_from_settings(settings), clock)
+
+
+def paper_config_from_settings(settings: Any) -> Any:
+    """`exchange.paper.*` as the engine's PaperConfig, products limited to the universe."""
+    from ttt.adapters.exchange.paper import PaperConfig, paper_products
 
     paper = settings.config.exchange.paper
     products = {
@@ -100,7 +102,7 @@ def paper_from_settings(settings: Any, clock: Clock) -> Any:
         default_funding_hourly=Decimal(repr(paper.default_funding_hourly)),
         products=paper_products(settings.config.universe.symbols, products),
     )
-    return PaperExchange(config, clock)
+    return config
 
 
 def build_gateway(

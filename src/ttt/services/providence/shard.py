@@ -163,7 +163,7 @@ class ShardStepper:
         stale = [rid for rid in population.run_ids if rid not in members or rid in ends]
         if stale:
             population.remove_runs(stale)
-        self._end_flagged(members, population, snapshot, ends, now)
+        self._end_flagged(symbol, members, population, snapshot, ends, now)
         self._join_new(symbol, members, population, snapshot, ends, now)
 
         due: list[tuple[int, bool]] = []
@@ -244,6 +244,7 @@ class ShardStepper:
 
     def _end_flagged(
         self,
+        symbol: str,
         members: Mapping[int, RunMember],
         population: Population,
         snapshot: ShardSnapshot,
@@ -254,7 +255,9 @@ class ShardStepper:
         in_population = set(population.run_ids)
         removed = population.remove_runs([rid for rid in flagged if rid in in_population])
         for rid in flagged:
-            state = removed.get(rid) or snapshot.states.get(rid) or _parse_state_any(members[rid].run_state)
+            state = (
+                removed.get(rid) or snapshot.states.get(rid) or _parse_state(members[rid].run_state, symbol)
+            )
             if state is None:
                 ends[rid] = _invalid_end(rid, now, members[rid].run_state)
             else:
@@ -351,13 +354,3 @@ def _progress_rows(
             )
         )
     return rows
-
-
-def _parse_state_any(raw: str | None) -> dict[str, Any] | None:
-    if not raw:
-        return None
-    try:
-        state = json.loads(raw)
-    except ValueError:
-        return None
-    return state if isinstance(state, dict) and "start_balance" in state else None
