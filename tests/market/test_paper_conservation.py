@@ -7,8 +7,8 @@ What is conserved, checked after every step:
   account value  = deposits − fees − funding + Σ fills (−signed size · price) + Σ net size · P
 where fees are recomputed from each fill (size · price · maker/taker rate), net size is the signed sum of
 the fills (and must equal the engine's position), unrealised PnL is size · P − cost basis, and the
-account value is the engine's exact one (`clearinghouseState` renders it at Hyperliquid's six decimals). The last line is the mark-to-market identity
-and does not use the engine's entry prices at all.
+account value is the engine's exact one (`clearinghouseState` renders it at Hyperliquid's six decimals).
+The last line is the mark-to-market identity and does not use the engine's entry prices at all.
 """
 
 from __future__ import annotations
