@@ -42,4 +42,3 @@ class GatewayBridge:
             )
             for r in reply.body.get("results", [])
         ]
-
