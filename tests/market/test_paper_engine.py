@@ -366,3 +366,13 @@ def test_hip3_position_renders_on_its_dex_and_values_add_up() -> None:
     assert D(dex["marginSummary"]["accountValue"]) == D("78.790014")
     total = D(main["marginSummary"]["accountValue"]) + D(dex["marginSummary"]["accountValue"])
     assert total == ex.account_value().quantize(D("0.000001"))  # six-decimal rendering per dex
+
+
+def test_a_restarted_engine_never_liquidates_before_it_knows_every_held_price() -> None:
+    ex, clock = make(balance=2_000)
+    ex.place_order(order("buy", "0.1", "100100", "Ioc"))
+    ex.place_order(order("sell", "1", "2990", "Ioc", symbol=ETH))
+    restarted = PaperExchange(ex.config, clock, store=ex.store)  # same account, no prices yet
+    assert restarted.on_price(BTC, D(100_000)) == []  # ETH's price is unknown: hold, no liquidation
+    assert [p.symbol for p in restarted.store.positions(ex.config.wallet)] == [BTC, ETH]
+    assert restarted.on_price(ETH, D(3_000)) == []

@@ -129,6 +129,10 @@ def test_sv08_run_ticks_serves_metrics_stops_cleanly_and_resumes(tmp_path: Path)
         ).fetchone()[0]
     assert orders >= 1 and fills >= 1, (orders, fills)
     assert audited == orders  # every order record has its write-ahead audit row
+    with sqlite3.connect(db) as conn:
+        paper_fills_before = conn.execute("select count(*) from paper_trades").fetchone()[0]
+        cash_before = conn.execute("select cash from paper_accounts").fetchall()
+    assert paper_fills_before >= fills and len(cash_before) == 1  # the paper account is in the database
 
     proc = _start(tmp_path, port)
     try:
@@ -148,3 +152,6 @@ def test_sv08_run_ticks_serves_metrics_stops_cleanly_and_resumes(tmp_path: Path)
             assert it2 >= it
             assert json.loads(state2)["start_time"] == json.loads(state)["start_time"]
     assert sum(1 for r in second.values() if r[2] is not None) >= 60
+    with sqlite3.connect(db) as conn:
+        # the restart continued the same paper account: earlier fills are still there, none lost
+        assert conn.execute("select count(*) from paper_trades").fetchone()[0] >= paper_fills_before

@@ -69,6 +69,7 @@ def version(ctx: typer.Context) -> None:
 
 
 def _register() -> None:
+    from ttt.cli.backtest_cmd import backtest
     from ttt.cli.config_cmd import config_app
     from ttt.cli.data_cmd import data_app
     from ttt.cli.data_import_cmd import data_import
@@ -89,6 +90,7 @@ def _register() -> None:
     register_dist(app)
     app.command(name="run")(run_command)
     app.command(name="gateway")(gateway)
+    app.command(name="backtest")(backtest)
     app.command(name="sim-exchange")(sim_exchange)
 
 

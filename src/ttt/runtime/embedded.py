@@ -31,6 +31,7 @@ from ttt.adapters.db.repositories.audit import AuditRepository
 from ttt.adapters.db.repositories.bars import BarRepository, SqlBarStore, StoredBar, stored_from_domain
 from ttt.adapters.db.repositories.runs import SqlRunStore
 from ttt.adapters.exchange.paper import PaperExchange
+from ttt.adapters.exchange.paper_sql import AtomicPaperExchange, SqlPaperStore
 from ttt.adapters.market.feed import PriceFeed, PricePublisher, read_price
 from ttt.adapters.market.fetch import OhlcvFetcher
 from ttt.adapters.market.hyperliquid_http import HyperliquidInfoClient
@@ -127,13 +128,17 @@ class EmbeddedRuntime:
             stream_maxlen=self.cfg.cache.streams.prices_maxlen,
             metrics=self.metrics,
         )
-        self.exchange = PaperExchange(
+        self.paper_store = SqlPaperStore(self.engine, self.clock)
+        paper = PaperExchange(
             paper_config_from_settings(settings),
             self.clock,
+            store=self.paper_store,
             funding_rate=(lambda symbol, _t: self.sim.funding_hourly(symbol))
             if self.sim is not None
             else None,
         )
+        # the paper account lives in the database: a restart keeps cash, positions, orders and fills
+        self.exchange: Any = AtomicPaperExchange(paper, self.paper_store)
         self._last_bar_ms: dict[str, int] = {}
         self._build_providence(symbols)
         self.portfolio = build_portfolio_side(

@@ -326,6 +326,8 @@ class PaperExchange:
 
     def _check_liquidation(self, wallet: str) -> list[Fill]:
         positions = self._store.positions(wallet)
+        if any(p.symbol not in self._prices for p in positions):
+            return []  # a held symbol has no price yet (just restarted): never liquidate on a guess
         if not positions or self.account_value(wallet) >= self._maintenance(wallet):
             return []
         now = self._now_ms()

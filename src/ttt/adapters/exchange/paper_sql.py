@@ -421,3 +421,25 @@ class SqlPaperStore:
 
 
 __all__ = ["SqlPaperStore", "storable"]
+
+
+class AtomicPaperExchange:
+    """The paper engine with each event in one transaction of its SQL store: a crash never leaves a fill
+    recorded without its cash movement. Reads pass straight through."""
+
+    _EVENTS = frozenset({"place_order", "cancel", "on_price", "on_clock", "set_isolated_leverage", "deposit"})
+
+    def __init__(self, engine: object, store: SqlPaperStore) -> None:
+        self._engine = engine
+        self._store = store
+
+    def __getattr__(self, name: str) -> object:
+        attr = getattr(self._engine, name)
+        if name not in self._EVENTS or not callable(attr):
+            return attr
+
+        def atomic_call(*args: object, **kwargs: object) -> object:
+            with self._store.atomic():
+                return attr(*args, **kwargs)
+
+        return atomic_call

@@ -102,6 +102,7 @@ SymbolOutcome = Literal[
     "order_unknown",
 ]
 QueriesFactory = Callable[[Session], PortfolioQueries]
+DirectionVote = Callable[[str, str], int]  # (cycle_id, symbol) → +1 or −1
 
 
 @dataclass(frozen=True)
@@ -233,8 +234,11 @@ class ReconcileService:
         cache: Cache | None = None,
         metrics: Metrics | None = None,
         queries: QueriesFactory = PortfolioQueries,
+        direction_vote: DirectionVote | None = None,
     ) -> None:
         self._engine = engine
+        # Backtest hook (services.md §10.4 random_vote): replaces the sign of Σdir; None in production.
+        self.direction_vote = direction_vote
         self._locks = locks
         self._clock = clock
         self._gateway = gateway
@@ -773,7 +777,7 @@ class ReconcileService:
         product = inputs.products[symbol]
         assert inputs.balance is not None and inputs.cross_margin is not None
         price_input = inputs.prices[symbol]
-        desired = self._desired(symbol, inputs.now, inputs.balance, price_input)
+        desired = self._desired(symbol, inputs.now, inputs.balance, price_input, result.cycle_id)
         q = self._quorum(result, inputs, symbol, product, dry_run=dry_run)
         price = price_input.value if isinstance(price_input, Value) else None
         cap = inputs.caps.get(symbol, 0.0)
@@ -812,7 +816,9 @@ class ReconcileService:
                 log.warning("%s: order below the exchange minimum notional, not sent", symbol)
         return record
 
-    def _desired(self, symbol: str, now: float, balance: float, price: PriceInput) -> DesiredOutcome:
+    def _desired(
+        self, symbol: str, now: float, balance: float, price: PriceInput, cycle_id: str = ""
+    ) -> DesiredOutcome:
         s = self.settings
         cfg = s.desired
         population: PopulationInput
@@ -840,7 +846,13 @@ class ReconcileService:
             )
         except Exception as exc:
             kelly = Unknown("kelly_error", f"Kelly query failed: {exc}")
-        return desired_position(population, aggregate, balance, kelly, price, now, cfg)
+        outcome = desired_position(population, aggregate, balance, kelly, price, now, cfg)
+        if self.direction_vote is not None and isinstance(outcome.result, Value):
+            assert isinstance(aggregate, Aggregate)
+            sign = self.direction_vote(cycle_id, symbol)
+            voted = Aggregate(aggregate.n, sign * abs(aggregate.sum_dir), aggregate.sum_pnl)
+            outcome = desired_position(population, voted, balance, kelly, price, now, cfg)
+        return outcome
 
     def _quorum(
         self, result: CycleResult, inputs: CycleInputs, symbol: str, product: ProductInfo, *, dry_run: bool
