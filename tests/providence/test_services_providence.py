@@ -406,3 +406,37 @@ def test_flush_writes_every_cached_state_for_a_lossless_restart(
         if row.id in cached:
             assert _state(row) == cached[row.id]
             assert row.iteration_count == cached[row.id]["iteration_count"]
+
+
+def test_volatility_cache_equals_direct_computation_at_every_tick() -> None:
+    from ttt.services.providence.inputs import VolatilityCache, volatility_at
+
+    class Counting(ListBars):
+        calls = 0
+
+        def bars(self, symbol, timeframe, since_open_ms, until_open_ms):  # type: ignore[no-untyped-def]
+            Counting.calls += 1
+            return super().bars(symbol, timeframe, since_open_ms, until_open_ms)
+
+    rng = np.random.default_rng(5)
+    start = int(T0 // 60) * 60
+    store = Counting(
+        [
+            ((start - 60 * k) * 1000, 100.0, 100.0 + rng.uniform(0, 2), 99.0 - rng.uniform(0, 2), 100.0)
+            for k in range(1500, 0, -1)
+        ]
+    )
+    cache = VolatilityCache()
+    vis = BarVisibility(completed_only=True)
+    ticks = 0
+    for t in np.arange(start + 1.0, start + 1800.0, 5.0):
+        t = float(t)
+        if t % 60 < 5:  # the minute that just closed becomes visible
+            minute = int(t // 60) * 60 - 60
+            store.rows.append(
+                (minute * 1000, 100.0, 100.5 + rng.uniform(0, 1), 99.5 - rng.uniform(0, 1), 100.0)
+            )
+        direct = volatility_at(ListBars(store.rows), BTC, t, vis)
+        assert cache.get(store, BTC, t, vis) == direct
+        ticks += 1
+    assert Counting.calls < ticks / 5  # recomputed about once a minute, not at every tick

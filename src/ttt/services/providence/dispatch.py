@@ -7,7 +7,14 @@ from dataclasses import dataclass, field
 
 from ttt.ports import BarStore, Cache, Clock, LockManager, RunStore
 from ttt.services.locking import run_locked
-from ttt.services.providence.inputs import TICK_TTL_S, BarVisibility, TickRecord, build_tick_record, tick_key
+from ttt.services.providence.inputs import (
+    TICK_TTL_S,
+    BarVisibility,
+    TickRecord,
+    VolatilityCache,
+    build_tick_record,
+    tick_key,
+)
 
 DISPATCH_LOCK = "providence:dispatch"
 DISPATCH_LOCK_TTL_S = 30
@@ -57,6 +64,7 @@ class Dispatcher:
         self._settings = settings
         self._enqueue = enqueue
         self._visibility = visibility
+        self._volatility = VolatilityCache()
 
     def dispatch(self) -> DispatchReport:
         """Raises LockBusy when a previous dispatch still runs (it is skipped, never queued)."""
@@ -76,6 +84,7 @@ class Dispatcher:
                 configured=symbol in cfg.symbols,
                 price_max_age_s=cfg.price_max_age_s,
                 visibility=self._visibility,
+                volatility_cache=self._volatility,
             )
             self._cache.set(tick_key(symbol), record.to_json(), TICK_TTL_S)
             report.records[symbol] = record

@@ -71,6 +71,29 @@ class BarVisibility:
         return t_ms - self.bar_ms if self.completed_only else t_ms
 
 
+class VolatilityCache:
+    """σ per symbol, reused while the visible window holds the same completed bars (§12.4 allows it).
+
+    Only for completed-bars visibility: the window is then fixed by its first and last bar index; live mode
+    sees a forming bar that changes between fetches, so it always recomputes.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[tuple[int, int], float | None]] = {}
+
+    def get(self, bars: BarStore, symbol: str, t: float, visibility: BarVisibility) -> float | None:
+        if not visibility.completed_only:
+            return volatility_at(bars, symbol, t, visibility)
+        since_ms = (math.floor(t) - VOLATILITY_LOOKBACK_S) * 1000
+        key = (-(-since_ms // visibility.bar_ms), visibility.last_visible_open_ms(t) // visibility.bar_ms)
+        hit = self._entries.get(symbol)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        value = volatility_at(bars, symbol, t, visibility)
+        self._entries[symbol] = (key, value)
+        return value
+
+
 def volatility_at(bars: BarStore, symbol: str, t: float, visibility: BarVisibility) -> float | None:
     since = (math.floor(t) - VOLATILITY_LOOKBACK_S) * 1000
     rows = bars.bars(symbol, "1m", since, visibility.last_visible_open_ms(t))
@@ -104,12 +127,16 @@ def build_tick_record(
     configured: bool,
     price_max_age_s: float,
     visibility: BarVisibility,
+    volatility_cache: VolatilityCache | None = None,
 ) -> TickRecord:
     """The record every shard of the symbol steps with at t (§18.2 step 2)."""
     if not configured:
         return TickRecord(symbol, t, None, None, 0.0)
     price = visible_price(cache, symbol, t, price_max_age_s)
-    volatility = volatility_at(bars, symbol, t, visibility)
+    if volatility_cache is not None:
+        volatility = volatility_cache.get(bars, symbol, t, visibility)
+    else:
+        volatility = volatility_at(bars, symbol, t, visibility)
     weight = 0.0
     if price is not None and volatility is not None:
         weight = minute_weight(cache, bars, symbol, t, visibility)
