@@ -1,7 +1,9 @@
 """Benchmark: vectorised `Population.step` against a loop of `reference.step` (providence.md §16–§17).
 
 Prints run-ticks per second at several population sizes on one core, the speed-up over the scalar engine,
-and the engine's resident bytes per run at steady state (full windows). Not a test: no assertions.
+and the engine's resident bytes per run at steady state (full windows), by part: per-run arrays, APR rings,
+the fill log (13 B per fill: run seq, price, side; sizes are recomputed) and the shared history. Not a test:
+no assertions.
 
     .venv/bin/python bench/providence.py                      # N = 1k, 10k, 100k, 1M; 720 ticks
     .venv/bin/python bench/providence.py --sizes 1000,10000 --ticks 200 --ref-ticks 50
@@ -130,6 +132,7 @@ def bench_population(n: int, inputs: list[tuple[float, float, float, float]], se
         "ms_per_step": 1000 * elapsed / (len(inputs) - warm),
         "bytes_per_run": total / max(live, 1),
         **{f"bytes_{k}": v / max(live, 1) for k, v in parts.items()},
+        "log_fills_per_run": pop.trade_log_fills() / max(live, 1),
         "active_end": live,
         "completed": len(pop.completed_run_ids),
     }
@@ -186,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             f"({r['ms_per_step']:.2f} ms/step, "
             f"{r['ticks']} ticks, setup {r['setup_s']:.1f} s); {r['bytes_per_run']:.0f} B/run "
             f"[arrays {r['bytes_per_run_arrays']:.0f}, APR rings {r['bytes_apr_rings']:.0f}, "
-            f"trade log {r['bytes_trade_log']:.0f}, history {r['bytes_history']:.1f}]"
+            f"trade log {r['bytes_trade_log']:.0f} ({r['log_fills_per_run']:.2f} fills/run held, 13 B each "
+            f"+ spare capacity), history {r['bytes_history']:.1f}]"
         )
         sys.stdout.flush()
     ref_ticks = min(args.ref_ticks, args.ticks // 2)

@@ -13,6 +13,10 @@ Why it is built this way:
   recomputed exactly. Decisions are therefore identical to `reference.step`, and states are bit-equal.
 * **Goal.** `numpy.exp` may differ from `math.exp` by an ulp; runs whose APR is within 1e-12 relative of
   the exit threshold are re-evaluated with `math.exp` (§17.3).
+* **Fill log.** Fills are only needed to serialise a book, and an engine fill's size is a pure function of
+  the run's parameters, the price and the side (§5 S14.7). So the log holds (run seq, price, side), 13 B a
+  fill, and `to_states` recomputes sizes with the engine's own expression, bit for bit. Imported sizes that
+  the formula does not reproduce keep their exact value in a side table.
 * **Non-conforming runs** (states whose lists are not a suffix of the shared history, e.g. cold loads from
   an older database copy, §16.6) are stepped by `reference.step` until their own entries have been pruned
   away, then moved into the arrays.
@@ -48,6 +52,9 @@ _TINY = 1e-300
 _MAX_WINDOW_MINUTES = 1_000_000
 _INT_EXACT = 2**53
 _HISTORY_KEEP_S = 2400.0
+# Run sequence numbers key the trade log as int32; past this they are renumbered (order kept).
+_SEQ_LIMIT = 2**31 - 1
+_LOG_GROWTH = 1.5
 
 STATUS_NAMES = np.array(["continue", "completed", "skipped"], dtype=object)
 REASON_NAMES = np.array(
@@ -390,12 +397,15 @@ class Population:
         self._seq_of_fallback: dict[int, int] = {}
         self._completed: dict[int, dict[str, Any]] = {}
         self._next_seq = 0
-        self._log_rid = np.zeros(1024, dtype=np.int64)
+        # Fill log, 13 B per fill: run seq, price, side (+1 / -1: size is the §5 S14.7 formula of the run's
+        # parameters and the price; 0: an imported size that is not, kept exactly in `_fq`, in log order).
+        self._log_key = np.zeros(1024, dtype=np.int32)
         self._log_p = np.zeros(1024)
-        self._log_q = np.zeros(1024)
+        self._log_s = np.zeros(1024, dtype=np.int8)
         self._log_n = 0
         self._log_live = 0
-        self._log_tomb: set[int] = set()  # ids of dropped runs whose fills are still in the log
+        self._fq = np.zeros(0)
+        self._fq_n = 0
         self._lookup: tuple[I64, I64] | None = None
         self._batch = _empty_batch()
 
@@ -441,6 +451,10 @@ class Population:
             parsed.append(p)
         if not parsed:
             return
+        if self._next_seq + len(parsed) > _SEQ_LIMIT:
+            self._renumber_seqs()
+            if self._next_seq + len(parsed) > _SEQ_LIMIT:
+                raise ValueError(f"a population holds at most {_SEQ_LIMIT} runs")
         if self._no_history_users() and any(p.vals["_lists"][1] or p.vals["_lists"][3] for p in parsed):
             # Nobody uses the shared history: rebuild it from the incoming states' own lists.
             if self._n:
@@ -549,13 +563,17 @@ class Population:
         """Bytes held by the engine's arrays, by part (benchmarks report what dominates)."""
         per_run = sum(int(a.nbytes) for a in self._v.values())
         rings = sum(int(g.ring.nbytes) for g in self._groups)
-        log = int(self._log_rid.nbytes + self._log_p.nbytes + self._log_q.nbytes)
+        log = int(self._log_key.nbytes + self._log_p.nbytes + self._log_s.nbytes + self._fq.nbytes)
         return {
             "per_run_arrays": per_run,
             "apr_rings": rings,
             "trade_log": log,
             "history": self._hist.nbytes(),
         }
+
+    def trade_log_fills(self) -> int:
+        """Fill records the log holds (live runs' fills plus dropped runs' fills awaiting compaction)."""
+        return self._log_n
 
     # ------------------------------------------------------------------ internals: bookkeeping
 
@@ -596,7 +614,6 @@ class Population:
         v["dead"][fresh] = True
         self._ndead += int(fresh.shape[0])
         self._log_live -= int(v["ntr"][fresh].sum())
-        self._log_tomb.update(v["rid"][fresh[v["ntr"][fresh] > 0]].tolist())
         for rid in v["rid"][fresh].tolist():
             self._pend_ac.pop(rid, None)
             self._voms_raw.pop(rid, None)
@@ -608,51 +625,94 @@ class Population:
             self._compact_log()
 
     def _compact_log(self) -> None:
+        """Drop the fills of runs that left the arrays; seqs are never reused, so no fill changes owner."""
         v = self._v
-        live = v["rid"][~v["dead"] & (v["ntr"] > 0)]
+        live = v["seq"][~v["dead"] & (v["ntr"] > 0)].astype(np.int32)
         n = self._log_n
-        keep = np.isin(self._log_rid[:n], live)
+        keep = np.isin(self._log_key[:n], live)
+        if self._fq_n:
+            fkeep = keep[self._log_s[:n] == 0]
+            fm = int(fkeep.sum())
+            self._fq[:fm] = self._fq[: self._fq_n][fkeep]
+            self._fq_n = fm
         m = int(keep.sum())
-        self._log_rid[:m] = self._log_rid[:n][keep]
+        self._log_key[:m] = self._log_key[:n][keep]
         self._log_p[:m] = self._log_p[:n][keep]
-        self._log_q[:m] = self._log_q[:n][keep]
+        self._log_s[:m] = self._log_s[:n][keep]
         self._log_n = m
         self._log_live = m
-        self._log_tomb.clear()
 
-    def _log_append(self, rids: I64, prices: F64, sizes: F64) -> None:
-        k = int(rids.shape[0])
+    def _renumber_seqs(self) -> None:
+        """Re-issue run seqs as 0 … n-1 in the same order, so they keep fitting the int32 log keys."""
+        if self._ndead:
+            self._relayout([])
+        self._compact_log()
+        v = self._v
+        fb = list(self._seq_of_fallback.items())
+        old = np.sort(np.concatenate([v["seq"], np.asarray([s for _, s in fb], dtype=np.int64)]))
+        v["seq"] = np.searchsorted(old, v["seq"]).astype(np.int64)
+        for rid, s in fb:
+            self._seq_of_fallback[rid] = int(np.searchsorted(old, s))
+        n = self._log_n
+        self._log_key[:n] = np.searchsorted(old, self._log_key[:n].astype(np.int64))
+        self._next_seq = int(old.shape[0])
+
+    @staticmethod
+    def _grown(arr: npt.NDArray[Any], used: int, need: int) -> npt.NDArray[Any]:
+        if need <= arr.shape[0]:
+            return arr
+        new = np.zeros(max(need, int(arr.shape[0] * _LOG_GROWTH) + 16), dtype=arr.dtype)
+        new[:used] = arr[:used]
+        return new
+
+    def _log_append(self, seqs: I64, prices: F64, sides: npt.NDArray[np.int8], foreign: F64 | None) -> None:
+        """Append fills in fill order; `foreign` holds the exact sizes of the side-0 fills among them."""
+        k = int(seqs.shape[0])
         if k == 0:
             return
-        need = self._log_n + k
-        if need > self._log_rid.shape[0]:
-            cap = max(need, 2 * self._log_rid.shape[0])
-            for name in ("_log_rid", "_log_p", "_log_q"):
-                old = getattr(self, name)
-                new = np.zeros(cap, dtype=old.dtype)
-                new[: self._log_n] = old[: self._log_n]
-                setattr(self, name, new)
-        s = slice(self._log_n, need)
-        self._log_rid[s] = rids
-        self._log_p[s] = prices
-        self._log_q[s] = sizes
+        n = self._log_n
+        need = n + k
+        self._log_key = self._grown(self._log_key, n, need)
+        self._log_p = self._grown(self._log_p, n, need)
+        self._log_s = self._grown(self._log_s, n, need)
+        self._log_key[n:need] = seqs
+        self._log_p[n:need] = prices
+        self._log_s[n:need] = sides
         self._log_n = need
         self._log_live += k
+        if foreign is not None and foreign.shape[0]:
+            fn = self._fq_n + int(foreign.shape[0])
+            self._fq = self._grown(self._fq, self._fq_n, fn)
+            self._fq[self._fq_n : fn] = foreign
+            self._fq_n = fn
 
-    def _trades_of(self, rids: list[int]) -> dict[int, list[list[float]]]:
-        out: dict[int, list[list[float]]] = {r: [] for r in rids}
+    def _trades_of(self, slots: I64) -> dict[int, list[list[float]]]:
+        """Fills of these runs by seq, in fill order; engine sizes recomputed with the engine's expression."""
+        v = self._v
+        seqs = v["seq"][slots]
+        out: dict[int, list[list[float]]] = {s: [] for s in seqs.tolist()}
         n = self._log_n
-        if n == 0 or not rids:
+        if n == 0 or slots.shape[0] == 0:
             return out
-        lr = self._log_rid[:n]
-        sel = np.flatnonzero(np.isin(lr, np.asarray(rids, dtype=np.int64)))
+        lk = self._log_key[:n]
+        sel = np.flatnonzero(np.isin(lk, seqs.astype(np.int32)))
         if sel.shape[0] == 0:
             return out
-        order = sel[np.argsort(lr[sel], kind="stable")]
-        for r, p, q in zip(
-            lr[order].tolist(), self._log_p[order].tolist(), self._log_q[order].tolist(), strict=True
-        ):
-            out[r].append([p, q])
+        sel = sel[np.argsort(lk[sel], kind="stable")]
+        keys = lk[sel].astype(np.int64)
+        by_seq = np.argsort(seqs)
+        src = slots[by_seq[np.searchsorted(seqs[by_seq], keys)]]
+        price = self._log_p[sel]
+        side = self._log_s[sel]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            qq = (((v["b0"][src] * v["pw"][src]) / price) * v["psc"][src]) / v["bdiv"][src]
+        size = np.where(side > 0, qq, -qq)
+        foreign = side == 0
+        if foreign.any():
+            rank = np.cumsum(self._log_s[:n] == 0) - 1
+            size[foreign] = self._fq[rank[sel[foreign]]]
+        for key, px, qx in zip(keys.tolist(), price.tolist(), size.tolist(), strict=True):
+            out[key].append([px, qx])
         return out
 
     def _template_id(self, template: tuple[Any, ...]) -> int:
@@ -752,6 +812,7 @@ class Population:
         log_r: list[int] = []
         log_p: list[float] = []
         log_q: list[float] = []
+        log_c: list[tuple[float, float, float, float]] = []
         for j, p in enumerate(parsed):
             vals = p.vals
             for key, value in vals.items():
@@ -784,14 +845,24 @@ class Population:
                 self._pend_ac[p.rid] = p.pend_ac
             if p.voms_raw is not None:
                 self._voms_raw[p.rid] = p.voms_raw
+            coef = (vals["b0"], vals["pw"], vals["psc"], vals["bdiv"])
             for px, qx in p.trades:
-                log_r.append(p.rid)
+                log_r.append(vals["seq"])
                 log_p.append(px)
                 log_q.append(qx)
+                log_c.append(coef)
         del b
-        if self._log_tomb.intersection(p.rid for p in parsed):
-            self._compact_log()  # a dropped run's id comes back: its old fills must not be attributed to it
-        self._log_append(np.asarray(log_r, dtype=np.int64), np.asarray(log_p), np.asarray(log_q))
+        if log_r:
+            price = np.asarray(log_p, dtype=np.float64)
+            size = np.asarray(log_q, dtype=np.float64)
+            c = np.asarray(log_c, dtype=np.float64).reshape(-1, 4)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                qq = (((c[:, 0] * c[:, 1]) / price) * c[:, 2]) / c[:, 3]
+            bits = size.view(np.int64)
+            side = np.zeros(size.shape[0], dtype=np.int8)
+            side[qq.view(np.int64) == bits] = 1
+            side[(-qq).view(np.int64) == bits] = -1
+            self._log_append(np.asarray(log_r, dtype=np.int64), price, side, size[side == 0])
         self._relayout([(new, ring_data)])
 
     # ------------------------------------------------------------------ internals: layout
@@ -1059,7 +1130,7 @@ class Population:
             v["ntr"][tr] += 1
             pos[tr] += delta[tr]
             trade[tr] = size
-            self._log_append(v["rid"][tr], np.full(tr.shape[0], p), size)
+            self._log_append(v["seq"][tr], np.full(tr.shape[0], p), delta[tr].astype(np.int8), None)
             bal[tr] = v["vs0"][tr] + (((q[tr] * p) - e[tr]) - f[tr])
 
         # Book refresh (all paths but margin_limit) and results.
@@ -1272,7 +1343,7 @@ class Population:
         fw = v["fw"][slots]
         fa = v["fa"][slots]
         pend: list[bool] = v["pend"][slots].tolist()
-        trades = self._trades_of([r for r, vw in zip(rids, v["vw"][slots].tolist(), strict=True) if vw])
+        trades = self._trades_of(slots[v["vw"][slots]])
         m = len(rids)
         weights: list[list[float]] = [[] for _ in range(m)]
         weights_ts: list[list[float]] = [[] for _ in range(m)]
@@ -1352,7 +1423,7 @@ class Population:
                     "leverage": _restore(vkinds[1], v["vlev"][slot]),
                     "fee_rate": _restore(vkinds[2], v["vfee"][slot]),
                     "current_price": float(v["vp"][slot]),
-                    "trades": trades.get(rid, []),
+                    "trades": trades.get(int(v["seq"][slot]), []),
                 }
             else:
                 voms = copy.deepcopy(self._voms_raw.get(rid))
