@@ -76,9 +76,11 @@ def _register() -> None:
     from ttt.cli.db_cmd import db_app
     from ttt.cli.dist_cmd import register as register_dist
     from ttt.cli.gateway_cmd import gateway
+    from ttt.cli.orders_cmd import orders_app
     from ttt.cli.portfolio_cmd import register as register_portfolio
     from ttt.cli.products_cmd import products_app
     from ttt.cli.run_cmd import run as run_command
+    from ttt.cli.runs_cmd import runs_app
     from ttt.cli.sim_exchange_cmd import sim_exchange
 
     app.add_typer(config_app, name="config")
@@ -88,6 +90,8 @@ def _register() -> None:
     app.add_typer(products_app, name="products")
     register_portfolio(app)
     register_dist(app)
+    app.add_typer(orders_app, name="orders")
+    app.add_typer(runs_app, name="runs")
     app.command(name="run")(run_command)
     app.command(name="gateway")(gateway)
     app.command(name="backtest")(backtest)

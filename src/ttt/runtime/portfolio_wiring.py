@@ -42,6 +42,7 @@ from ttt.telemetry.metrics import Metrics
 log = logging.getLogger(__name__)
 
 CONTROL_RESET_BASELINE = "take_profit.reset_baseline"
+CONTROL_CANCEL_OURS = "orders.cancel_ours"
 
 
 @dataclass
@@ -190,25 +191,47 @@ def startup_cycle(side: PortfolioSide, clock: Clock) -> Any:
 
 
 def pick_up_requests(side: PortfolioSide, engine: Engine, clock: Clock) -> int:
-    """S1: cycles and baseline resets that CLI processes asked the running `3t run` for (§1.2)."""
+    """S1: cycles, baseline resets and cancels that CLI processes asked the running `3t run` for (§1.2)."""
     with UnitOfWork(engine, read_only=True) as uow:
         cycles = [(c.cycle_id, c.trigger) for c in uow.reconciliation.requested_cycles()]
-        resets = [r.id for r in uow.control.pending([CONTROL_RESET_BASELINE])]
+        requests = [
+            (r.id, r.kind, r.payload)
+            for r in uow.control.pending([CONTROL_RESET_BASELINE, CONTROL_CANCEL_OURS])
+        ]
     for cycle_id, trigger in cycles:
         side.reconcile.run_cycle(cycle_id, trigger)
         side.cycles_run += 1
-    for request_id in resets:
+    for request_id, kind, payload in requests:
         with UnitOfWork(engine) as uow:
             picked = uow.control.pick(request_id, clock.now())
         if not picked:
             continue
         try:
-            result: dict[str, Any] = {"ok": True, "epoch_id": side.take_profit.reset_baseline()}
+            if kind == CONTROL_CANCEL_OURS:
+                result = _cancel_ours(side, payload)
+            else:
+                result = {"ok": True, "epoch_id": side.take_profit.reset_baseline()}
         except Exception as exc:
             result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         with UnitOfWork(engine) as uow:
             uow.control.finish(request_id, result)
-    return len(cycles) + len(resets)
+    return len(cycles) + len(requests)
+
+
+def _cancel_ours(side: PortfolioSide, payload: Any) -> dict[str, Any]:
+    """`3t orders cancel-ours` (portfolio.md §12) on the running gateway; a malformed payload is refused
+    whole rather than read as "every symbol"."""
+    from ttt.services.gateway.model import GatewayError
+
+    symbols = payload.get("symbols") if isinstance(payload, dict) else None
+    if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
+        return {"ok": False, "error": f"payload needs a list of symbols, got {payload!r}"}
+    try:
+        answer = side.gateway.cancel_open(symbols, "ours")
+    except GatewayError as exc:
+        return {"ok": False, "error": f"{exc.code}: {exc.message}", "details": exc.details}
+    results = answer.body["results"]
+    return {"ok": not any(r["error"] for r in results), "results": results}
 
 
 def _secret(value: Any) -> str | None:
