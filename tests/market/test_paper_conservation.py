@@ -13,8 +13,8 @@ The last line is the mark-to-market identity and does not use the engine's entry
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_EVEN, localcontext
 from decimal import Decimal as D
-from decimal import localcontext
 from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
@@ -75,7 +75,9 @@ def check(ex: PaperExchange, config: PaperConfig) -> None:
     assert cash == deposits - fees - funding + realised
     account_value = ex.account_value(wallet)
     rendered = D(ex.fetch_account()[""]["marginSummary"]["accountValue"])
-    assert rendered == account_value.quantize(D("0.000001"))  # Hyperliquid's six-decimal USD rendering
+    assert rendered == account_value.quantize(
+        D("0.000001"), rounding=ROUND_HALF_EVEN
+    )  # Hyperliquid's six-decimal USD rendering
     assert account_value == deposits - fees - funding + realised + unrealised
     assert account_value == deposits - fees - funding + cash_flows + marked
 

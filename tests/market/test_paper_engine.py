@@ -5,6 +5,7 @@ the comments."""
 from __future__ import annotations
 
 import json
+from decimal import ROUND_HALF_EVEN
 from decimal import Decimal as D
 from typing import Any
 
@@ -365,7 +366,9 @@ def test_hip3_position_renders_on_its_dex_and_values_add_up() -> None:
     assert dex["assetPositions"][0]["position"]["unrealizedPnl"] == "9.790014"  # 10 · (69.9790014 − 69)
     assert D(dex["marginSummary"]["accountValue"]) == D("78.790014")
     total = D(main["marginSummary"]["accountValue"]) + D(dex["marginSummary"]["accountValue"])
-    assert total == ex.account_value().quantize(D("0.000001"))  # six-decimal rendering per dex
+    assert total == ex.account_value().quantize(
+        D("0.000001"), rounding=ROUND_HALF_EVEN
+    )  # six-decimal rendering per dex
 
 
 def test_a_restarted_engine_never_liquidates_before_it_knows_every_held_price() -> None:

@@ -12,7 +12,7 @@ import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from decimal import Context, Decimal, localcontext
+from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from ttt.adapters.exchange.paper_store import (
@@ -97,7 +97,7 @@ _USD_QUANTUM = Decimal("0.000001")
 
 def fmt_usd(value: Decimal) -> str:
     """USD amounts as Hyperliquid renders them: six decimals (`"accountValue":"1182.312496"`)."""
-    return fmt_decimal(value.quantize(_USD_QUANTUM))
+    return fmt_decimal(value.quantize(_USD_QUANTUM, rounding=ROUND_HALF_EVEN))
 
 
 def paper_products(
