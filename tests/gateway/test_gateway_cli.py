@@ -4,7 +4,6 @@ throwaway Typer app here because registering it in `3t` is the lead's call)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from tests.gateway.conftest import TOKEN, auth, order_body
+from tests.support import free_port
 
 LAUNCH = (
     "import sys, typer; from ttt.cli.gateway_cmd import gateway; "
@@ -20,14 +20,8 @@ LAUNCH = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_gateway_command_serves_health_auth_and_orders(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     (tmp_path / "config.yml").write_text(
         f'database:\n  url: "sqlite:///{tmp_path / "ttt.sqlite"}"\n'
         f"gateway:\n  port: {port}\n"

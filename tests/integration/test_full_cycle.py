@@ -7,7 +7,6 @@ one stale HTTP observer) → order through the gateway over HTTP → fill → th
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,13 +14,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-import uvicorn
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Engine
 
 from tests.exchange.conftest import AGENT, AGENT_KEY, SimServer, sim_factory  # noqa: F401 (fixture)
 from tests.exchange.conftest import WALLET as SIM_WALLET
 from tests.reconcile.rc_support import BTC, ETH, add_runs, audit_rows, make_settings, set_price
+from tests.support import Served
 from ttt.adapters.cache.memory import MemoryCache
 from ttt.adapters.db.engine import make_engine
 from ttt.adapters.db.locks import DbLockManager
@@ -61,28 +60,6 @@ class OffsetClock:
 
     def now(self) -> float:
         return time.time() - self.lag_s
-
-
-class Served:
-    """uvicorn in a thread on a free loopback port."""
-
-    def __init__(self, app: Any) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 class Counting:

@@ -4,13 +4,10 @@ protocol → fill → the next cycle holds its position without churn."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-import uvicorn
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Engine
 
@@ -27,6 +24,7 @@ from tests.reconcile.rc_support import (
     seed_products,
     set_price,
 )
+from tests.support import Served as SharedServed
 from ttt.adapters.cache.memory import MemoryCache
 from ttt.adapters.db.locks import DbLockManager
 from ttt.adapters.db.uow import UnitOfWork
@@ -41,25 +39,14 @@ from ttt.services.portfolio.reconcile import ReconcileService
 from ttt.telemetry.metrics import Metrics
 
 
-class Served:
+class Served(SharedServed):
+    """The observer app of a poller, served; `with` yields its document URL."""
+
     def __init__(self, poller: ObserverPoller, clock: FakeClock) -> None:
-        app = create_app(poller, clock, poll_interval_s=30)
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        super().__init__(create_app(poller, clock, poll_interval_s=30))
 
     def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}/3T-observer.json"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        return super().__enter__() + "/3T-observer.json"
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,11 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support import free_port
 
 
 def _start(workdir: Path, port: int) -> subprocess.Popen[str]:
@@ -83,7 +78,7 @@ def _runs(db: Path) -> dict[int, tuple[int, str | None, str]]:
 
 @pytest.mark.slow
 def test_sv08_run_ticks_serves_metrics_stops_cleanly_and_resumes(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     db = tmp_path / "ttt.sqlite"
     (tmp_path / "config.yml").write_text(
         f'database:\n  url: "sqlite:///{db}"\ndashboard:\n  port: {port}\n'

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -17,14 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import require_shared_data
+from tests.support import free_port, require_shared_data
 from ttt.runtime.market import probe_all_mids, resolve_market
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class CountingInfo:
@@ -64,7 +57,7 @@ def test_probe_answers_and_fails_fast() -> None:
     finally:
         server.close()
     started = time.monotonic()
-    assert probe_all_mids(f"http://127.0.0.1:{_free_port()}/info", [], None, timeout_s=5) is False
+    assert probe_all_mids(f"http://127.0.0.1:{free_port()}/info", [], None, timeout_s=5) is False
     assert time.monotonic() - started < 5.5
 
 
@@ -83,7 +76,7 @@ def test_resolution_rules() -> None:
 
 
 def _run(tmp_path: Path, config: str, *args: str) -> tuple[subprocess.Popen[str], int]:
-    port = _free_port()
+    port = free_port()
     (tmp_path / "config.yml").write_text(
         f'database:\n  url: "sqlite:///{tmp_path / "ttt.sqlite"}"\ndashboard:\n  port: {port}\n' + config
     )
@@ -128,7 +121,7 @@ def _stop(proc: subprocess.Popen[str]) -> str:
 
 @pytest.mark.slow
 def test_sv21_unreachable_api_falls_back_to_synthetic_loudly(tmp_path: Path) -> None:
-    dead = f"http://127.0.0.1:{_free_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     proc, port = _run(tmp_path, f"exchange:\n  hyperliquid:\n    network: custom\n    base_url: {dead}\n")
     try:
         overview = _overview(proc, port)
@@ -165,7 +158,7 @@ def test_sv22_forced_replay_sends_no_probe(tmp_path: Path) -> None:
 def test_auto_chooses_live_data_when_the_api_answers_and_trades_on_it(tmp_path: Path) -> None:
     """The live path end to end against a local Hyperliquid-compatible server: probe, polling feed, bar
     fetch on boundaries, Providence stepping on live prices, paper fills on the feed's prices."""
-    sim_port = _free_port()
+    sim_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTT_")}
     sim = subprocess.Popen(
         [
