@@ -257,8 +257,10 @@ def test_http_client_on_timeout_does_not_retry_and_reads_the_record(harness: Har
     import time
 
     release = threading.Event()
+    at_venue = threading.Event()
 
     def slow(target: Any, request: Any, *a: Any, **k: Any) -> Any:
+        at_venue.set()
         release.wait(10)
         return target(request, *a, **k)
 
@@ -266,7 +268,10 @@ def test_http_client_on_timeout_does_not_retry_and_reads_the_record(harness: Har
     sleeps: list[float] = []
 
     def sleep(seconds: float) -> None:
+        # The back-off is recorded, not slept; waiting for the venue call keeps a loaded
+        # machine from reading the record before the gateway has written it.
         sleeps.append(seconds)
+        at_venue.wait(10)
 
     body = order_body()
     with harness.serve() as url:
