@@ -160,7 +160,20 @@ class RunStore(Protocol):
 
     def burned_apex_hashes(self, apex_file: str) -> set[str]: ...
 
-    def members(self, symbol: str, shard: int) -> list[RunMember]: ...
+    def members(self, symbol: str, shard: int, *, with_state: bool = True) -> list[RunMember]:
+        """Unended runs of one shard, ascending id; without `with_state` their `run_state` is None."""
+        ...
+
+    def member_changes(
+        self, symbol: str, shard: int, known_max_id: int, since: float | None
+    ) -> tuple[int, list[RunMember]]:
+        """(number of unended runs of the shard, those of them that are flagged, have an id above
+        `known_max_id` or started at or after `since`), without states: a cheap membership check per tick."""
+        ...
+
+    def member_states(self, run_ids: Sequence[int]) -> dict[int, str]:
+        """Stored `run_state` text of the given runs (joins and cold loads, §9.4)."""
+        ...
 
     def write_shard_tick(self, progress: Sequence[RunProgress], ends: Sequence[RunEnd]) -> None:
         """One transaction, one multi-row statement per kind."""

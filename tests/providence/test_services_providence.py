@@ -4,7 +4,7 @@ persistence cadence, pending ends, purge (providence.md §3, §8–§10, §18)."
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -13,15 +13,13 @@ import sqlalchemy as sa
 
 from ttt.adapters.cache.locks import MemoryLockManager
 from ttt.adapters.cache.memory import MemoryCache
-from ttt.adapters.db.engine import make_engine
-from ttt.adapters.db.migrate import upgrade
 from ttt.adapters.db.models import Run
 from ttt.adapters.db.repositories.runs import SqlRunStore
 from ttt.adapters.market.feed import price_key
 from ttt.ports import RunEnd, RunProgress
 from ttt.providence import reference
 from ttt.services.locking import LockBusy
-from ttt.services.providence.codec import decode_snapshot
+from ttt.services.providence.codec import ShardSnapshot
 from ttt.services.providence.dispatch import Dispatcher, DispatchSettings
 from ttt.services.providence.inputs import BarVisibility, TickRecord, tick_key
 from ttt.services.providence.purge import purge_runs
@@ -48,19 +46,6 @@ class ListBars:
 
     def bars(self, symbol: str, timeframe: str, since_open_ms: int, until_open_ms: int):  # type: ignore[no-untyped-def]
         return [r for r in self.rows if since_open_ms <= r[0] <= until_open_ms]
-
-
-@pytest.fixture
-def engine(sqlite_url: str) -> Iterator[sa.Engine]:
-    eng = make_engine(sqlite_url)
-    upgrade(eng)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
-def store(engine: sa.Engine) -> SqlRunStore:
-    return SqlRunStore(engine)
 
 
 PROV = {"desired_run_count": 12, "max_margin_allocation_threshold": 45, "virtual_balance": 7000}
@@ -194,8 +179,12 @@ class Harness:
     def tick(self, symbol: str, t: float, price: float | None, vol: float | None, weight: float) -> None:
         self.cache.set(tick_key(symbol), TickRecord(symbol, t, price, vol, weight).to_json(), 60)
 
+    def cached(self, symbol: str, shard: int) -> ShardSnapshot:
+        """Decoded by a fresh stepper, so from the cache alone, never from a live population."""
+        return ShardStepper(self.store, self.cache, self.locks, lambda: self.settings).cached(symbol, shard)
+
     def cached_states(self, symbol: str, shard: int) -> dict[int, dict]:  # type: ignore[type-arg]
-        return decode_snapshot(self.cache.get(shard_state_key(symbol, shard))).states
+        return self.cached(symbol, shard).states
 
 
 def _reference_run(state: dict, ticks: Sequence[tuple[float, float | None, float | None, float]]):  # type: ignore[no-untyped-def,type-arg]
@@ -340,7 +329,7 @@ def test_failed_end_write_stays_pending_and_is_retried(store: SqlRunStore, engin
     h.tick(BTC, T0 + 10, 100_000.0, 300.0, 0.2)
     report = h.stepper.step(BTC, 0, T0 + 10)
     assert report.db_failed
-    pending = decode_snapshot(h.cache.get(shard_state_key(BTC, 0))).pending_ends
+    pending = h.cached(BTC, 0).pending_ends
     assert target in pending and pending[target].end_reason == "exit_flag"
     assert next(r for r in _rows(engine) if r.id == target).end_time is None
     # a restart: a new stepper (no in-memory population) retries the pending end at the next tick
@@ -349,7 +338,7 @@ def test_failed_end_write_stays_pending_and_is_retried(store: SqlRunStore, engin
     h.stepper.step(BTC, 0, T0 + 15)
     row = next(r for r in _rows(engine) if r.id == target)
     assert row.end_reason == "exit_flag" and row.end_time is not None
-    assert decode_snapshot(h.cache.get(shard_state_key(BTC, 0))).pending_ends == {}
+    assert h.cached(BTC, 0).pending_ends == {}
 
 
 def test_cold_load_from_database_when_cache_is_lost(store: SqlRunStore, engine: sa.Engine) -> None:

@@ -178,6 +178,9 @@ class Providence(Section):
     seed: NonNegInt | None = f(None, "supervisor generator seed; null = OS entropy")
     db_write_every_ticks: PosInt = f(50, "N: write run state every N ticks (alias mysql_update_frequency)")
     state_ttl_s: PosInt = f(86400, "TTL of each shard's cached state (s)")
+    state_base_every_ticks: PosInt = f(
+        12, "ticks between full snapshots of a shard's cached state; a journal covers the ticks between"
+    )
     shard_size: PosInt = f(2000, "max active runs per shard")
     shard_lock_ttl_s: PosInt = f(15, "shard lock TTL (s)")
     dispatch_spread: Fraction = f(0.8, "fraction of the dispatch period over which shard tasks are spread")
@@ -415,6 +418,7 @@ class Observability(Section):
         None, "json | text; null = text in embedded, json in distributed"
     )
     metrics_port: Port | None = f(None, "Prometheus port; null = per-process default")
+    metrics_bind: str = f("127.0.0.1", "listen address of the metrics port (worker, beat, feed)")
     otlp_endpoint: str | None = f(None, "OTLP/HTTP traces endpoint")
     sampling_rate: float = f(0.01, "share of noisy traces and logs kept (0-1)", ge=0, le=1)
     alerts: Alerts = section(Alerts, "alert webhook")

@@ -497,6 +497,34 @@ class Population:
                 out[rid] = st
         return {rid: out[rid] for rid in ids}
 
+    def iteration_counts(self, run_ids: Iterable[int]) -> dict[int, int]:
+        """Iteration counts of active or completed runs without materialising their states: the shard step
+        decides its periodic database writes from them (§9.2) and serialises only the runs it writes."""
+        ids = [int(r) for r in run_ids]
+        out: dict[int, int] = {}
+        array_ids: list[int] = []
+        for rid in ids:
+            if rid in self._fallback:
+                out[rid] = int(self._fallback[rid]["iteration_count"])
+            elif rid in self._completed:
+                out[rid] = int(self._completed[rid]["iteration_count"])
+            else:
+                array_ids.append(rid)
+        if array_ids:
+            v = self._v
+            live = np.flatnonzero(~v["dead"][: self._n])
+            live_rids = v["rid"][live]
+            order = np.argsort(live_rids, kind="stable")
+            keys = live_rids[order]
+            wanted = np.asarray(array_ids, dtype=np.int64)
+            pos = np.minimum(np.searchsorted(keys, wanted), max(keys.shape[0] - 1, 0))
+            if keys.shape[0] == 0 or not np.array_equal(keys[pos], wanted):
+                missing = sorted(set(array_ids) - set(keys.tolist()))
+                raise KeyError(f"runs {missing[:5]} are not in this population")
+            counts = v["it"][live[order[pos]]]
+            out.update(zip(array_ids, (int(c) for c in counts.tolist()), strict=True))
+        return {rid: out[rid] for rid in ids}
+
     def remove_runs(self, run_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
         """Drop runs (active or completed) and return their final states."""
         ids = [int(r) for r in run_ids]

@@ -165,6 +165,7 @@ class Run(Base):
     __table_args__ = (
         sa.Index("ix_runs_symbol_state", "symbol", "exit_run", "height", "end_time", "update_time"),
         sa.Index("ix_runs_symbol_shard", "symbol", "shard", "end_time"),
+        sa.Index("ix_runs_shard_members", "symbol", "shard", "end_time", "exit_run", "start_time"),
         sa.Index(None, "height"),
         sa.Index(None, "apex_hash"),
         TABLE_OPTIONS,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,11 +18,24 @@ from typing import Any
 from ttt.ports import Cache, LockManager, RunEnd, RunMember, RunProgress, RunStore
 from ttt.providence import reference
 from ttt.providence.population import Population
-from ttt.services.providence.codec import ShardSnapshot, decode_snapshot, encode_snapshot
+from ttt.services.providence.codec import (
+    JournalEntry,
+    ShardJournal,
+    ShardSnapshot,
+    decode_base,
+    decode_journal,
+    encode_base,
+    encode_journal,
+    rebuild,
+)
 from ttt.services.providence.inputs import TickRecord, tick_key
 from ttt.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+_JOINS_PER_BASE = 64
+_KEEP_AFTER_BASE = 2
+_FULL_READ_SLOWER = 4
 
 
 @dataclass(frozen=True)
@@ -35,6 +48,7 @@ class ShardSettings:
     state_ttl_s: float = 86400
     shard_lock_ttl_s: float = 15
     dispatch_period_s: float = 5
+    base_every_ticks: int = 12
 
 
 @dataclass
@@ -54,6 +68,10 @@ class ShardTickReport:
 
 def shard_state_key(symbol: str, shard: int) -> str:
     return f"shard:{symbol}:{shard}"
+
+
+def shard_base_key(symbol: str, shard: int) -> str:
+    return f"shard:{symbol}:{shard}:base"
 
 
 def shard_tick_key(symbol: str, shard: int) -> str:
@@ -105,6 +123,15 @@ def _parse_state(raw: str | None, symbol: str) -> dict[str, Any] | None:
     return state
 
 
+@dataclass
+class _Live:
+    """A shard this process stepped last: valid only while the shard's committed tick is still `t`."""
+
+    t: float
+    population: Population
+    journal: ShardJournal
+
+
 class ShardStepper:
     """Steps shards of any symbol; keeps a shard's Population in memory only while it is provably current."""
 
@@ -123,7 +150,7 @@ class ShardStepper:
         self._settings = settings
         self._metrics = metrics
         self._monotonic = monotonic
-        self._live: dict[tuple[str, int], tuple[float, Population]] = {}
+        self._live: dict[tuple[str, int], _Live] = {}
 
     def step(self, symbol: str, shard: int, t: float) -> ShardTickReport:
         cfg = self._settings()
@@ -145,29 +172,35 @@ class ShardStepper:
         if raw_tick is None:
             return ShardTickReport(symbol, shard, "no_tick")
         record = TickRecord.from_json(symbol, raw_tick)
-        last_raw = self._cache.get(shard_tick_key(symbol, shard))
-        last = float(last_raw) if last_raw is not None else -math.inf
+        last = self._committed_tick(symbol, shard)
         now = record.t
-        if now <= last:
+        if last is not None and now <= last:
             return ShardTickReport(symbol, shard, "already_processed", tick=now)
         report = ShardTickReport(symbol, shard, "stepped", tick=now)
-        if math.isfinite(last) and now > t:
+        if last is not None and now > t:
             report.coalesced = max(0, round((now - last) / cfg.dispatch_period_s) - 1)
             self._count_missed(symbol, report.coalesced)
 
-        snapshot = decode_snapshot(self._cache.get(shard_state_key(symbol, shard)))
-        population = self._population(symbol, shard, last, snapshot, cfg)
-        members = {m.run_id: m for m in self._store.members(symbol, shard)}
+        population, journal, cold = self._load(symbol, shard, last, cfg)
+        config = dict(cfg.providence)
+        config_changed = population.config != config
+        if config_changed:
+            population.config = config
+        ordered = population.run_ids
+        present = set(ordered)
+        member_ids, details = self._members(symbol, shard, present, journal, last, now, cfg, cold)
 
-        ends: dict[int, RunEnd] = {rid: end for rid, end in snapshot.pending_ends.items() if rid in members}
-        stale = [rid for rid in population.run_ids if rid not in members or rid in ends]
-        if stale:
-            population.remove_runs(stale)
-        self._end_flagged(symbol, members, population, snapshot, ends, now)
-        self._join_new(symbol, members, population, snapshot, ends, now)
+        ends: dict[int, RunEnd] = {rid: end for rid, end in journal.pending_ends.items() if rid in member_ids}
+        flagged = [rid for rid, m in details.items() if m.exit_run and rid not in ends]
+        flagged_set = set(flagged)
+        removed_ids = [rid for rid in ordered if rid not in member_ids or rid in ends or rid in flagged_set]
+        removed = population.remove_runs(removed_ids) if removed_ids else {}
+        self._end_flagged(symbol, flagged, removed, ends, now)
+        joined = self._join_new(symbol, details, present, population, ends, now)
 
+        stepped_symbol = symbol in cfg.symbols
         due: list[tuple[int, bool]] = []
-        if symbol not in cfg.symbols:
+        if not stepped_symbol:
             states = population.remove_runs(list(population.run_ids))
             for rid, state in states.items():
                 balance = stored_price_balance(state)
@@ -177,9 +210,21 @@ class ShardStepper:
 
         for end in ends.values():
             report.ends[end.end_reason] = report.ends.get(end.end_reason, 0) + 1
-        continuing = population.to_states()
-        progress = _progress_rows(continuing, due, max(1, int(cfg.db_write_every_ticks)), now)
-        self._write_snapshot(symbol, shard, ShardSnapshot(continuing, ends), cfg)
+        progress = _progress_rows(population, due, max(1, int(cfg.db_write_every_ticks)), now)
+        entry = JournalEntry(
+            now,
+            record.price,
+            record.volatility,
+            record.weight,
+            removed=tuple(removed_ids),
+            joined=joined,
+            stepped=stepped_symbol,
+            config=config if config_changed else None,
+        )
+        journal = ShardJournal(
+            journal.base_t, [e for e in journal.entries if e.t < now] + [entry], dict(ends)
+        )
+        self._write_journal(symbol, shard, journal, cfg)
 
         if self._monotonic() - started > cfg.shard_lock_ttl_s / 3 and not self._locks.extend(
             lock, token, cfg.shard_lock_ttl_s
@@ -187,19 +232,28 @@ class ShardStepper:
             report.status = "lost_lock"
             self._live.pop((symbol, shard), None)
             return report
+        recorded = False
         try:
             if progress or ends:
                 self._store.write_shard_tick(progress, list(ends.values()))
             report.db_writes = len(progress) + len(ends)
-            if ends:
-                self._write_snapshot(symbol, shard, ShardSnapshot(continuing, {}), cfg)
+            recorded = True
         except Exception:
             report.db_failed = True
             log.exception("shard %s:%d database write failed; ends stay pending", symbol, shard)
             if self._metrics:
                 self._metrics.db_write_failures_total.labels(symbol).inc()
         self._cache.set(shard_tick_key(symbol, shard), repr(now), cfg.state_ttl_s)
-        self._live[(symbol, shard)] = (now, population)
+        if recorded:
+            journal.pending_ends = {}
+        if self._base_due(symbol, shard, journal, now, cfg):
+            self._cache.set(shard_base_key(symbol, shard), encode_base(population, now), cfg.state_ttl_s)
+            # the last entries stay as anchors: a process one tick behind catches up without the base
+            journal = ShardJournal(now, journal.entries[-_KEEP_AFTER_BASE:], journal.pending_ends)
+            self._write_journal(symbol, shard, journal, cfg)
+        elif recorded and ends:
+            self._write_journal(symbol, shard, journal, cfg)
+        self._live[(symbol, shard)] = _Live(now, population, journal)
         self._observe(symbol, report, self._monotonic() - started)
         return report
 
@@ -215,51 +269,146 @@ class ShardStepper:
         if token is None:
             return 0
         try:
-            raw_tick = self._cache.get(shard_tick_key(symbol, shard))
-            snapshot = decode_snapshot(self._cache.get(shard_state_key(symbol, shard)))
-            if raw_tick is None or not (snapshot.states or snapshot.pending_ends):
+            last = self._committed_tick(symbol, shard)
+            if last is None:
                 return 0
-            now = float(raw_tick)
-            members = {m.run_id for m in self._store.members(symbol, shard)}
-            states = {rid: st for rid, st in snapshot.states.items() if rid in members}
-            progress = _progress_rows(states, [(rid, True) for rid in states], 1, now)
-            ends = [end for rid, end in snapshot.pending_ends.items() if rid in members]
+            population, journal, _ = self._load(symbol, shard, last, cfg)
+            if not (len(population) or journal.pending_ends):
+                return 0
+            members = {m.run_id for m in self._store.members(symbol, shard, with_state=False)}
+            states = {rid: st for rid, st in population.to_states().items() if rid in members}
+            progress = [_progress_row(rid, st, last) for rid, st in states.items()]
+            ends = [end for rid, end in journal.pending_ends.items() if rid in members]
             self._store.write_shard_tick(progress, ends)
-            if ends:
-                self._write_snapshot(symbol, shard, ShardSnapshot(snapshot.states, {}), cfg)
+            if journal.pending_ends:
+                journal.pending_ends = {}
+                self._write_journal(symbol, shard, journal, cfg)
             return len(progress) + len(ends)
         finally:
             self._locks.release(name, token)
 
-    def _population(
-        self, symbol: str, shard: int, last: float, snapshot: ShardSnapshot, cfg: ShardSettings
-    ) -> Population:
-        live = self._live.get((symbol, shard))
-        if live is not None and live[0] == last:
-            population = live[1]
-            population.config = dict(cfg.providence)
-            return population
-        self._live.pop((symbol, shard), None)
-        return Population.from_states(symbol, snapshot.states, dict(cfg.providence))
+    def cached(self, symbol: str, shard: int) -> ShardSnapshot:
+        """The shard's cached member states and pending ends, decoded as a fresh process would (§9.1)."""
+        cfg = self._settings()
+        last = self._committed_tick(symbol, shard)
+        journal = decode_journal(self._cache.get(shard_state_key(symbol, shard)))
+        population = self._rebuild(symbol, shard, journal, last, cfg)
+        states = population.to_states() if population is not None else {}
+        return ShardSnapshot(states, dict(journal.pending_ends) if journal else {})
+
+    def _members(
+        self,
+        symbol: str,
+        shard: int,
+        present: set[int],
+        journal: ShardJournal,
+        last: float | None,
+        now: float,
+        cfg: ShardSettings,
+        cold: bool,
+    ) -> tuple[set[int], dict[int, RunMember]]:
+        """The ids of the shard's unended runs, and the details of those that may need action (flagged, not
+        yet joined). A shard whose population is current (kept or rebuilt) asks only for those and the
+        count; it reads the whole list when the count disagrees, after a cold load, and periodically on the
+        shard's phase (a vanished run and an unseen one could cancel out in the count)."""
+        if not cold and not self._phase_hit(symbol, shard, now, cfg, offset=1, slower=_FULL_READ_SLOWER):
+            known = present | set(journal.pending_ends)
+            count, changed = self._store.member_changes(symbol, shard, max(known, default=0), last)
+            ids = known.union(m.run_id for m in changed)
+            if count == len(ids):
+                return ids, {m.run_id: m for m in changed}
+        members = {m.run_id: m for m in self._store.members(symbol, shard, with_state=False)}
+        return set(members), members
+
+    @staticmethod
+    def _phase_hit(
+        symbol: str, shard: int, now: float, cfg: ShardSettings, offset: int = 0, slower: int = 1
+    ) -> bool:
+        every = max(1, int(cfg.base_every_ticks)) * slower
+        phase = (zlib.crc32(f"{symbol}:{shard}".encode()) + offset) % every
+        return int(now // max(cfg.dispatch_period_s, 1e-9)) % every == phase
+
+    def _committed_tick(self, symbol: str, shard: int) -> float | None:
+        raw = self._cache.get(shard_tick_key(symbol, shard))
+        return float(raw) if raw is not None else None
+
+    def _load(
+        self, symbol: str, shard: int, last: float | None, cfg: ShardSettings
+    ) -> tuple[Population, ShardJournal, bool]:
+        """The population as of the committed tick: kept in memory, rebuilt from the cache, or empty (cold:
+        every member then loads from the database, §9.4)."""
+        live = self._live.pop((symbol, shard), None)
+        if live is not None and live.t == last:
+            self._live[(symbol, shard)] = live
+            return live.population, live.journal, False
+        journal = decode_journal(self._cache.get(shard_state_key(symbol, shard)))
+        population = None
+        if live is not None and journal is not None and last is not None:
+            # Another process stepped the shard since: catch up from our own copy with its journal entries.
+            population = self._replay(symbol, shard, journal, (live.t, live.population), last, cfg)
+        if population is None:
+            population = self._rebuild(symbol, shard, journal, last, cfg)
+        if population is not None and journal is not None:
+            kept = [e for e in journal.entries if last is not None and e.t <= last]
+            return population, ShardJournal(journal.base_t, kept, journal.pending_ends), False
+        if journal is not None and last is not None:
+            log.warning("shard %s:%d cache inconsistent at tick %r: members cold-load", symbol, shard, last)
+        pending = journal.pending_ends if journal is not None else {}
+        return Population.from_states(symbol, {}, dict(cfg.providence)), ShardJournal(None, [], pending), True
+
+    def _rebuild(
+        self, symbol: str, shard: int, journal: ShardJournal | None, last: float | None, cfg: ShardSettings
+    ) -> Population | None:
+        if journal is None or last is None:
+            return None
+        base = None
+        if journal.base_t is not None:
+            base = decode_base(self._cache.get(shard_base_key(symbol, shard)), symbol)
+        return self._replay(symbol, shard, journal, base, last, cfg)
+
+    def _replay(
+        self,
+        symbol: str,
+        shard: int,
+        journal: ShardJournal,
+        base: tuple[float, Population] | None,
+        last: float,
+        cfg: ShardSettings,
+    ) -> Population | None:
+        try:
+            return rebuild(symbol, journal, base, last, cfg.providence)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("shard %s:%d journal replay failed (%s)", symbol, shard, exc)
+            return None
+
+    def _base_due(
+        self, symbol: str, shard: int, journal: ShardJournal, now: float, cfg: ShardSettings
+    ) -> bool:
+        """Every `base_every_ticks` ticks, on a per-shard phase so shards do not all snapshot at once; sooner
+        when joins (whole states) make the journal heavy."""
+        since = [e for e in journal.entries if journal.base_t is None or e.t > journal.base_t]
+        if not since:
+            return False
+        every = max(1, int(cfg.base_every_ticks))
+        if len(since) >= every or sum(len(e.joined) for e in since) > _JOINS_PER_BASE:
+            return True
+        return self._phase_hit(symbol, shard, now, cfg)
 
     def _end_flagged(
         self,
         symbol: str,
-        members: Mapping[int, RunMember],
-        population: Population,
-        snapshot: ShardSnapshot,
+        flagged: Sequence[int],
+        removed: Mapping[int, Mapping[str, Any]],
         ends: dict[int, RunEnd],
         now: float,
     ) -> None:
-        flagged = [rid for rid, m in members.items() if m.exit_run and rid not in ends]
-        in_population = set(population.run_ids)
-        removed = population.remove_runs([rid for rid in flagged if rid in in_population])
+        outside = [rid for rid in flagged if rid not in removed]
+        stored = self._store.member_states(outside) if outside else {}
         for rid in flagged:
-            state = (
-                removed.get(rid) or snapshot.states.get(rid) or _parse_state(members[rid].run_state, symbol)
-            )
+            raw = stored.get(rid)
+            state = removed.get(rid) or _parse_state(raw, symbol)
             if state is None:
-                ends[rid] = _invalid_end(rid, now, members[rid].run_state)
+                ends[rid] = _invalid_end(rid, now, raw)
             else:
                 ends[rid] = _end_from_state(rid, now, "exit_flag", state, stored_price_balance(state))
 
@@ -267,23 +416,30 @@ class ShardStepper:
         self,
         symbol: str,
         members: Mapping[int, RunMember],
+        present: set[int],
         population: Population,
-        snapshot: ShardSnapshot,
         ends: dict[int, RunEnd],
         now: float,
-    ) -> None:
-        present = set(population.run_ids)
+    ) -> dict[int, dict[str, Any]]:
+        wanted = [
+            rid
+            for rid, member in members.items()
+            if rid not in present and rid not in ends and member.start_time < now
+        ]
+        if not wanted:
+            return {}
+        stored = self._store.member_states(wanted)
         joining: dict[int, dict[str, Any]] = {}
-        for rid, member in members.items():
-            if rid in present or rid in ends or member.start_time >= now:
-                continue
-            state = snapshot.states.get(rid) or _parse_state(member.run_state, symbol)
+        for rid in wanted:
+            raw = stored.get(rid)
+            state = _parse_state(raw, symbol)
             if state is None:
-                ends[rid] = _invalid_end(rid, now, member.run_state)
+                ends[rid] = _invalid_end(rid, now, raw)
             else:
                 joining[rid] = state
         if joining:
             population.add_runs(joining)
+        return joining
 
     def _step_population(
         self,
@@ -295,32 +451,34 @@ class ShardStepper:
         """Step once; record completions as ends; return (run id, traded) of every continuing stepped run."""
         batch = population.step(record.t, record.price, record.volatility, record.weight)
         report.stepped = len(batch.run_ids)
-        if len(batch.run_ids) and batch.status[0] == "skipped":
+        if len(batch.run_ids) and batch.status_code[0] == 2:
             report.skipped_reason = str(batch.reason[0])
             if self._metrics:
                 missing = "price" if report.skipped_reason == "price_unavailable" else "volatility"
                 self._metrics.stale_ticks_total.labels(record.symbol, missing).inc()
             return []
-        completed = [int(r) for r, s in zip(batch.run_ids, batch.status, strict=True) if s == "completed"]
-        final_states = population.remove_runs(completed)
+        status = batch.status_code.tolist()
+        run_ids = batch.run_ids.tolist()
+        completed = [rid for rid, s in zip(run_ids, status, strict=True) if s == 1]
+        final_states = population.remove_runs(completed) if completed else {}
+        trades = batch.trade.tolist()
         stepped: list[tuple[int, bool]] = []
-        for i, raw_id in enumerate(batch.run_ids):
-            rid = int(raw_id)
-            if batch.status[i] == "completed":
+        for i, rid in enumerate(run_ids):
+            if status[i] == 1:
                 balance = float(batch.balance[i])
                 ends[rid] = _end_from_state(rid, record.t, str(batch.reason[i]), final_states[rid], balance)
                 continue
-            traded = bool(batch.trade[i] != 0.0)
+            traded = trades[i] != 0.0
             if traded:
                 report.trades += 1
                 if self._metrics:
-                    side = "buy" if batch.trade[i] > 0 else "sell"
+                    side = "buy" if trades[i] > 0 else "sell"
                     self._metrics.virtual_trades_total.labels(record.symbol, side).inc()
             stepped.append((rid, traded))
         return stepped
 
-    def _write_snapshot(self, symbol: str, shard: int, snapshot: ShardSnapshot, cfg: ShardSettings) -> None:
-        self._cache.set(shard_state_key(symbol, shard), encode_snapshot(snapshot), cfg.state_ttl_s)
+    def _write_journal(self, symbol: str, shard: int, journal: ShardJournal, cfg: ShardSettings) -> None:
+        self._cache.set(shard_state_key(symbol, shard), encode_journal(journal), cfg.state_ttl_s)
 
     def _count_missed(self, symbol: str, n: int) -> None:
         if self._metrics and n > 0:
@@ -335,22 +493,25 @@ class ShardStepper:
 
 
 def _progress_rows(
-    states: Mapping[int, Mapping[str, Any]], stepped: Sequence[tuple[int, bool]], every: int, now: float
+    population: Population, stepped: Sequence[tuple[int, bool]], every: int, now: float
 ) -> list[RunProgress]:
-    """Rows for runs that traded or whose iteration_count hit the cadence N (§9.2)."""
-    rows = []
-    for rid, traded in stepped:
-        state = states[rid]
-        if not traded and int(state["iteration_count"]) % every != 0:
-            continue
-        rows.append(
-            RunProgress(
-                run_id=rid,
-                run_state=json.dumps(state),
-                position_direction=int(state["position_direction"]),
-                iteration_count=int(state["iteration_count"]),
-                update_time=now,
-                live_pnl=stored_price_balance(state) - float(state["start_balance"]),
-            )
-        )
-    return rows
+    """Rows for runs that traded or whose iteration_count hit the cadence N (§9.2); only those runs are
+    serialised."""
+    if not stepped:
+        return []
+    counts = population.iteration_counts([rid for rid, _ in stepped])
+    wanted = [rid for rid, traded in stepped if traded or counts[rid] % every == 0]
+    if not wanted:
+        return []
+    return [_progress_row(rid, state, now) for rid, state in population.to_states(wanted).items()]
+
+
+def _progress_row(rid: int, state: Mapping[str, Any], now: float) -> RunProgress:
+    return RunProgress(
+        run_id=rid,
+        run_state=json.dumps(state),
+        position_direction=int(state["position_direction"]),
+        iteration_count=int(state["iteration_count"]),
+        update_time=now,
+        live_pnl=stored_price_balance(state) - float(state["start_balance"]),
+    )

@@ -6,6 +6,7 @@ flush per row.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -60,6 +61,41 @@ def choose_shard(counts: dict[int, int], shard_size: int) -> int:
     return index
 
 
+_PROGRESS_CHUNK = 512
+
+
+def _bucket(n: int) -> int:
+    """Chunk sizes are padded to powers of two so only a handful of statements are ever built and compiled."""
+    size = 8
+    while size < n:
+        size *= 2
+    return size
+
+
+@functools.lru_cache(maxsize=16)
+def _progress_statement(size: int) -> Any:
+    """`UPDATE runs SET col = CASE id WHEN :i0 THEN :s0 … END … WHERE id IN (:i0 …) AND end_time IS NULL`,
+    built once per size: building and compiling a statement with thousands of parameters costs more than
+    executing it."""
+    ids = [sa.bindparam(f"i{k}", type_=_C.id.type) for k in range(size)]
+
+    def column(col: Any, prefix: str) -> Any:
+        whens = [(_C.id == ids[k], sa.bindparam(f"{prefix}{k}", type_=col.type)) for k in range(size)]
+        return sa.case(*whens, else_=col)
+
+    return (
+        sa.update(RUNS)
+        .where(_C.id.in_(ids), _C.end_time.is_(None))
+        .values(
+            run_state=column(_C.run_state, "s"),
+            position_direction=column(_C.position_direction, "p"),
+            iteration_count=column(_C.iteration_count, "c"),
+            update_time=column(_C.update_time, "u"),
+            live_pnl=column(_C.live_pnl, "l"),
+        )
+    )
+
+
 class RunRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -102,32 +138,24 @@ class RunRepository:
         return [int(i) for i in self.session.execute(stmt, rows).scalars().all()]
 
     def update_progress_many(self, progress: Sequence[RunProgress]) -> int:
-        """Periodic and trade writes (§9.2); an ended run is never overwritten."""
-        if not progress:
-            return 0
-        stmt = (
-            sa.update(RUNS)
-            .where(_C.id == sa.bindparam("b_id"), _C.end_time.is_(None))
-            .values(
-                run_state=sa.bindparam("b_run_state"),
-                position_direction=sa.bindparam("b_position_direction"),
-                iteration_count=sa.bindparam("b_iteration_count"),
-                update_time=sa.bindparam("b_update_time"),
-                live_pnl=sa.bindparam("b_live_pnl"),
-            )
-        )
-        params = [
-            {
-                "b_id": p.run_id,
-                "b_run_state": p.run_state,
-                "b_position_direction": int(p.position_direction),
-                "b_iteration_count": int(p.iteration_count),
-                "b_update_time": as_utc(p.update_time),
-                "b_live_pnl": float(p.live_pnl),
-            }
-            for p in progress
-        ]
-        return int(self.session.connection().execute(stmt, params).rowcount)
+        """Periodic and trade writes (§9.2) as one multi-row UPDATE per chunk (CASE on id, portable to the
+        three databases); an ended run is never overwritten."""
+        written = 0
+        conn = self.session.connection()
+        for i in range(0, len(progress), _PROGRESS_CHUNK):
+            chunk = list(progress[i : i + _PROGRESS_CHUNK])
+            size = _bucket(len(chunk))
+            chunk += [chunk[-1]] * (size - len(chunk))  # a repeated row matches nothing new
+            params: dict[str, Any] = {}
+            for k, p in enumerate(chunk):
+                params[f"i{k}"] = int(p.run_id)
+                params[f"s{k}"] = p.run_state
+                params[f"p{k}"] = int(p.position_direction)
+                params[f"c{k}"] = int(p.iteration_count)
+                params[f"u{k}"] = as_utc(p.update_time)
+                params[f"l{k}"] = float(p.live_pnl)
+            written += int(conn.execute(_progress_statement(size), params).rowcount)
+        return written
 
     def record_ends_many(self, ends: Sequence[RunEnd]) -> int:
         """End records (§8.1); `exit_run` untouched, None counters keep their stored values."""
@@ -187,6 +215,21 @@ class RunRepository:
             )
             for row in self.session.execute(stmt)
         ]
+
+    def member_changes(
+        self, symbol: str, shard: int, known_max_id: int, since: float | None
+    ) -> tuple[int, list[RunMember]]:
+        unended = sa.and_(_C.symbol == symbol, _C.shard == shard, _C.end_time.is_(None))
+        count = int(self.session.execute(sa.select(sa.func.count()).where(unended)).scalar_one())
+        changed = [_C.exit_run.is_(True), _C.id > known_max_id]
+        if since is not None:
+            changed.append(_C.start_time >= as_utc(since))
+        stmt = sa.select(_C.id, _C.exit_run, _C.start_time).where(unended, sa.or_(*changed)).order_by(_C.id)
+        rows = [
+            RunMember(int(r.id), bool(r.exit_run), r.start_time.timestamp(), None)
+            for r in self.session.execute(stmt)
+        ]
+        return count, rows
 
     def states(self, run_ids: Sequence[int]) -> dict[int, str]:
         """Stored state text of the given runs (cold load, §9.4)."""
@@ -380,9 +423,21 @@ class SqlRunStore:
         with self._session() as s:
             return ApexBurnRepository(s).burned_hashes(apex_file)
 
-    def members(self, symbol: str, shard: int) -> list[RunMember]:
+    def members(self, symbol: str, shard: int, *, with_state: bool = True) -> list[RunMember]:
         with self._session() as s:
-            return RunRepository(s).members(symbol, shard)
+            return RunRepository(s).members(symbol, shard, with_state=with_state)
+
+    def member_changes(
+        self, symbol: str, shard: int, known_max_id: int, since: float | None
+    ) -> tuple[int, list[RunMember]]:
+        with self._session() as s:
+            return RunRepository(s).member_changes(symbol, shard, known_max_id, since)
+
+    def member_states(self, run_ids: Sequence[int]) -> dict[int, str]:
+        if not run_ids:
+            return {}
+        with self._session() as s:
+            return RunRepository(s).states(run_ids)
 
     def write_shard_tick(self, progress: Sequence[RunProgress], ends: Sequence[RunEnd]) -> None:
         with self._session(writes=True) as s, s.begin():
