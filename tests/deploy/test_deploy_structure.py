@@ -275,21 +275,7 @@ def test_redis_never_evicts_and_persists() -> None:
     assert pairs["--appendonly"] == "yes"
 
 
-# `3t feed` and `3t dashboard` (S2 processes) are not written yet: these cases must start passing (and this
-# marker must go) the day they are registered — strict xfail turns an unexpected pass into a failure.
-PENDING_COMMANDS = {"feed", "dashboard"}
-
-
-@pytest.mark.parametrize(
-    "service",
-    [
-        pytest.param(
-            s,
-            marks=pytest.mark.xfail(s in PENDING_COMMANDS, reason="command not implemented yet", strict=True),
-        )
-        for s in sorted(EXPECTED_COMMANDS)
-    ],
-)
+@pytest.mark.parametrize("service", sorted(EXPECTED_COMMANDS))
 def test_service_runs_a_registered_3t_command(service: str) -> None:
     """A service whose command is not registered in `ttt.cli.app` fails here (it would crash-loop)."""
     path, params = resolve_3t(SERVICES[service]["command"])
@@ -410,6 +396,15 @@ def test_http_services_listen_on_the_container_network_at_the_spec_ports() -> No
     }
     defaults = Config()
     assert (defaults.gateway.port, defaults.observer.port, defaults.dashboard.port) == (8002, 8001, 8080)
+
+
+def test_metrics_listeners_are_reachable_by_prometheus() -> None:
+    """worker, beat and feed serve /metrics on their own port, bound to loopback unless configured: in the
+    composition Prometheus scrapes them over the container network, so they bind 0.0.0.0 there."""
+    assert Config().observability.metrics_bind == "127.0.0.1"
+    for name in ("worker-high", "worker-low", "beat", "feed"):
+        assert _environment(SERVICES[name])["TTT_OBSERVABILITY__METRICS_BIND"] == "0.0.0.0", name
+        assert not SERVICES[name].get("ports"), f"{name}: metrics ports are not published"
 
 
 def test_stores_users_wait_for_migrations_and_workers_scale() -> None:

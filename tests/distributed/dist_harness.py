@@ -79,7 +79,12 @@ def write_config(
         "database": {"url": db_url, "pool_size": 4},
         "cache": {"redis_url": redis_url, "prefix": prefix},
         "celery": {"broker_url": broker_url, "visibility_timeout_s": visibility_timeout_s},
-        "exchange": {"kind": "hyperliquid", "hyperliquid": {"network": "testnet"}},
+        # Nothing listens on the discard port: portfolio tasks fail at once (no network here) instead of
+        # holding a high-priority worker on DNS or connect timeouts.
+        "exchange": {
+            "kind": "hyperliquid",
+            "hyperliquid": {"network": "custom", "base_url": "http://127.0.0.1:9", "read_retries": 0},
+        },
         "portfolio": {"quorum": {"k": 1}},
         "observability": {"log_level": "INFO", "log_format": "text"},
         "providence": {
@@ -223,6 +228,11 @@ class Proc:
 def start(name: str, directory: Path, cfg: Path, sec: Path, *args: str) -> Proc:
     log = directory / f"{name}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTT_")}
+    if (yaml.safe_load(cfg.read_text()).get("observability") or {}).get("metrics_port") is None:
+        # several workers/beats share this host: each gets its own metrics port (services.md §1.3)
+        from tests.support import free_port
+
+        env["TTT_OBSERVABILITY__METRICS_PORT"] = str(free_port())
     cmd = [sys.executable, "-m", "ttt.cli.dist_cmd", "--config", str(cfg), "--secrets", str(sec), *args]
     with log.open("wb") as out:
         popen = subprocess.Popen(

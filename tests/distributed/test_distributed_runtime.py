@@ -77,7 +77,7 @@ def _scenario(tmp_path: Path, db_url: str, redis_url: str, redis_prefix: str, br
     market.warm_up()
     market.start()
     engine = make_engine(db_url, pool_size=2)
-    high = h.start("worker-high", tmp_path, cfg, sec, "worker", "-Q", "high_priority", "--concurrency", "1")
+    high = h.start("worker-high", tmp_path, cfg, sec, "worker", "-Q", "high_priority", "--concurrency", "2")
     low = h.start("worker-low", tmp_path, cfg, sec, "worker", "-Q", "low_priority", "--concurrency", "2")
     beat = h.start("beat", tmp_path, cfg, sec, "beat")
     procs = [high, low, beat]

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -18,7 +19,7 @@ import pytest
 from tests.support import free_port
 
 
-def _start(workdir: Path, port: int) -> subprocess.Popen[str]:
+def _start(workdir: Path, port: int, *global_options: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTT_")}
     return subprocess.Popen(
         [
@@ -27,6 +28,7 @@ def _start(workdir: Path, port: int) -> subprocess.Popen[str]:
             "from ttt.cli import run; run()",
             "--config",
             "config.yml",
+            *global_options,
             "run",
             "--market",
             "synthetic",
@@ -66,6 +68,47 @@ def _stop(proc: subprocess.Popen[str]) -> str:
     return out
 
 
+def _check_final_summary(out: str, db: Path) -> None:
+    """`--json`: the summary printed on exit carries the status panels, equal to what the database holds."""
+    lines = out.splitlines()
+    start = max(i for i, line in enumerate(lines) if line == "{")
+    summary = json.loads("\n".join(lines[start:]))
+    with sqlite3.connect(db) as conn:
+        newest_cycle = conn.execute(
+            "select cycle_id from reconciliation_log order by created_at desc, id desc limit 1"
+        ).fetchone()[0]
+        last_cycle = conn.execute(
+            "select cycle_id from audit_log where kind = 'cycle.end' order by ts desc, id desc limit 1"
+        ).fetchone()[0]
+        orders = dict(conn.execute("select status, count(*) from order_execution_log group by status"))
+        active_sql = "select count(*) from runs where end_time is null and not exit_run"
+        active = conn.execute(active_sql).fetchone()[0]
+        decided = conn.execute(
+            "select symbol, desired_clamped, actual, quorum_status, outcome from reconciliation_log "
+            "where cycle_id = ?",
+            (newest_cycle,),
+        ).fetchall()
+        value = conn.execute(
+            "select account_value from balance_history where usable order by id desc limit 1"
+        ).fetchone()[0]
+    assert summary["positions"]["available"] and summary["positions"]["cycle_id"] == newest_cycle
+    assert summary["last_cycle"]["cycle_id"] == last_cycle
+    assert summary["orders"]["counts"] == orders and summary["orders"]["total"] == sum(orders.values())
+    assert summary["runs"]["by_state"]["active"] == active
+    assert Decimal(summary["account"]["value"]) == Decimal(value)
+    assert summary["take_profit"]["available"] and summary["fills"]["available"]
+    symbols = {r["symbol"]: r for r in summary["positions"]["symbols"]}
+    for r in symbols.values():  # a known A is a number; an unknown one is null with its reason, never 0
+        assert (r["actual"]["status"] == "ok") == (r["actual"]["value"] is not None), r
+    assert decided
+    for symbol, desired, actual, quorum, outcome in decided:
+        shown = symbols[symbol]
+        assert shown["decision"]["outcome"] == outcome
+        if shown["desired"]["status"] != "unknown":
+            assert shown["desired"]["clamped"] == desired
+        assert shown["actual"]["value"] == (actual if quorum == "ok" else None)
+
+
 def _runs(db: Path) -> dict[int, tuple[int, str | None, str]]:
     with sqlite3.connect(db) as conn:
         return {
@@ -87,7 +130,7 @@ def test_sv08_run_ticks_serves_metrics_stops_cleanly_and_resumes(tmp_path: Path)
         "scheduler:\n  periods:\n    reconcile: 60\n"
         "portfolio:\n  live_pnl_threshold: 0.0\n  risk_pos_percentage: 0.01\n"
     )
-    proc = _start(tmp_path, port)
+    proc = _start(tmp_path, port, "--json")
     try:
         _wait_metrics(port, proc)
         deadline = time.monotonic() + 90
@@ -105,6 +148,7 @@ def test_sv08_run_ticks_serves_metrics_stops_cleanly_and_resumes(tmp_path: Path)
     assert 'ttt_reconciliation_cycles_total{outcome="completed",trigger="sched"}' in metrics
     assert 'ttt_task_runs_total{result="ok",task="ttt.providence.dispatch"}' in metrics
     assert "MARKET DATA: SYNTHETIC" in out and "Traceback" not in out
+    _check_final_summary(out, db)
 
     first = _runs(db)
     assert len([r for r in first.values() if r[1] is None]) == 60  # desired count of active runs

@@ -1,34 +1,164 @@
-"""The embedded dashboard HTTP server: health, `/metrics` and the read-only JSON overview (services.md §9).
+"""The dashboard HTTP server: health, `/metrics`, a minimal index page and the read-only JSON API
+(services.md §9), for `3t dashboard` (S2) and the embedded server of `3t run` (S1).
 
-The market banner is part of every answer so simulated prices are never mistaken for live ones.
+* **Auth.** With a token (`secrets.dashboard.token`) every path except `/health` and `/metrics` needs
+  `Authorization: Bearer <token>` or the session cookie that `/login` sets. The cookie holds an HMAC
+  of the token, never the token, so no response ever carries the secret; comparisons are constant-time.
+  A refused request gets 401 with a JSON message.
+* **Market banner.** The index page and `/api/v1/overview` name the market source and why it was chosen,
+  styled as a warning for simulated prices, so they are never mistaken for live ones.
+* **Errors.** A bad query parameter is a 400 naming it; an unknown run or cycle is a 404; both JSON.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import html
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 import uvicorn
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from prometheus_client import CollectorRegistry
 
 from ttt.telemetry.metrics import exposition
 
+PUBLIC_PATHS = frozenset({"/health", "/metrics", "/login"})
+SESSION_COOKIE = "ttt_dashboard_session"
+MAX_LOGIN_BODY = 4096
+ENDPOINTS = (
+    ("/api/v1/overview", "market, account, take-profit, last cycle, alerts (24 h), heartbeats"),
+    ("/api/v1/health", "heartbeats, config hash, version, mode, market source"),
+    ("/api/v1/runs", "runs: symbol, state=active|ended|flagged|heightened, height, limit ≤ 500, cursor"),
+    ("/api/v1/runs/{id}", "one run with parameters and a state summary"),
+    ("/api/v1/cycles", "reconciliation cycles: limit, cursor"),
+    ("/api/v1/cycles/{cycle_id}", "one cycle with its per-symbol decisions and audit rows"),
+    ("/api/v1/orders", "gateway order records: status, symbol, cycle_id, limit, cursor"),
+    ("/api/v1/epochs", "epochs with per-symbol PnL of each height: limit, cursor"),
+    ("/metrics", "Prometheus exposition"),
+)
+
+
+def session_value(token: str) -> str:
+    """What the session cookie holds: derived from the token, useless for the bearer header."""
+    return hmac.new(token.encode(), b"3t-dashboard-session", hashlib.sha256).hexdigest()
+
+
+def _error(status: int, error: str, message: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": error, "message": message}, status_code=status, headers=headers)
+
+
+def _authorized(request: Request, token: str) -> bool:
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+        return True
+    cookie = request.cookies.get(SESSION_COOKIE, "")
+    return bool(cookie) and hmac.compare_digest(cookie.encode(), session_value(token).encode())
+
+
+def banner_html(market: dict[str, Any] | None) -> str:
+    market = market or {}
+    source = str(market.get("source") or "unknown")
+    reason = str(market.get("reason") or "unknown")
+    exchange = str(market.get("exchange") or "unknown")
+    simulated = source in ("synthetic", "replay", "unknown")
+    style = "background:#b00020;color:#fff" if simulated else "background:#1b5e20;color:#fff"
+    text = f"MARKET DATA: {source.upper()} ({reason}) · exchange {exchange}"
+    return f'<div class="banner" style="{style};padding:8px;font-weight:bold">{html.escape(text)}</div>'
+
+
+def index_html(market: dict[str, Any] | None) -> str:
+    rows = "".join(
+        f"<li><code>{html.escape(path)}</code> — {html.escape(what)}</li>" for path, what in ENDPOINTS
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>3T dashboard</title></head><body>"
+        f"{banner_html(market)}<h1>3T dashboard</h1><p>Read-only JSON API:</p><ul>{rows}</ul>"
+        "</body></html>"
+    )
+
+
+LOGIN_FORM = (
+    "<!doctype html><html><head><meta charset='utf-8'><title>3T dashboard login</title></head><body>"
+    "<h1>3T dashboard</h1>{message}<form method='post' action='/login'>"
+    "<label>Token <input type='password' name='token' autocomplete='current-password'></label> "
+    "<button type='submit'>Log in</button></form></body></html>"
+)
+
 
 def create_dashboard_app(
-    registry: CollectorRegistry, overview: Callable[[], dict[str, Any]], health: Callable[[], dict[str, Any]]
+    registry: CollectorRegistry,
+    overview: Callable[[], dict[str, Any]],
+    health: Callable[[], dict[str, Any]],
+    *,
+    token: str | None = None,
+    queries: Any = None,
+    market: Callable[[], dict[str, Any] | None] | None = None,
+    secure_cookie: bool = False,
+    public_health: Callable[[], dict[str, Any]] | None = None,
 ) -> FastAPI:
-    app = FastAPI(title="3T dashboard", version="1", docs_url=None, redoc_url=None)
+    """`queries` (a `DashboardQueries`) adds the list and detail endpoints; `market` feeds the banner;
+    `public_health` answers the unauthenticated `/health` (default: `health`)."""
+    from ttt.services.dashboard_read import BadRequest, NotFound
+
+    app = FastAPI(title="3T dashboard", version="1", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def _auth(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if token and request.url.path not in PUBLIC_PATHS and not _authorized(request, token):
+            if request.url.path == "/" and "text/html" in request.headers.get("accept", ""):
+                return RedirectResponse("/login", status_code=303)
+            return _error(401, "unauthorized", "this dashboard needs Authorization: Bearer <token> or /login")
+        return await call_next(request)
+
+    @app.exception_handler(BadRequest)
+    async def _bad(_request: Request, exc: BadRequest) -> JSONResponse:
+        return _error(400, "bad_request", str(exc))
+
+    @app.exception_handler(NotFound)
+    async def _missing(_request: Request, exc: NotFound) -> JSONResponse:
+        return _error(404, "not_found", str(exc))
 
     @app.get("/health")
     def _health() -> dict[str, Any]:
-        return health()
+        return public_health() if public_health is not None else health()
 
     @app.get("/metrics")
     def _metrics() -> Response:
         body, content_type = exposition(registry)
         return Response(content=body, media_type=content_type)
+
+    @app.get("/", response_class=HTMLResponse)
+    def _index() -> str:
+        return index_html(market() if market is not None else overview().get("market"))
+
+    @app.get("/login", response_class=HTMLResponse)
+    def _login_form() -> str:
+        return LOGIN_FORM.format(message="" if token else "<p>This dashboard has no token set.</p>")
+
+    @app.post("/login")
+    async def _login(request: Request) -> Response:
+        if not token:
+            return RedirectResponse("/", status_code=303)
+        body = await request.body()
+        if len(body) > MAX_LOGIN_BODY:
+            return _error(413, "too_large", "login form too large")
+        given = (parse_qs(body.decode(errors="replace")).get("token") or [""])[0]
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            page = LOGIN_FORM.format(message="<p>Wrong token.</p>")
+            return HTMLResponse(page, status_code=401)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE, session_value(token), httponly=True, samesite="strict", secure=secure_cookie
+        )
+        return response
 
     @app.get("/api/v1/overview")
     def _overview() -> dict[str, Any]:
@@ -38,7 +168,49 @@ def create_dashboard_app(
     def _api_health() -> dict[str, Any]:
         return health()
 
+    if queries is not None:
+
+        @app.get("/api/v1/runs")
+        def _runs(request: Request) -> dict[str, Any]:
+            return dict(queries.runs(request.query_params))
+
+        @app.get("/api/v1/runs/{run_id}")
+        def _run(run_id: str) -> dict[str, Any]:
+            return dict(queries.run(run_id))
+
+        @app.get("/api/v1/cycles")
+        def _cycles(request: Request) -> dict[str, Any]:
+            return dict(queries.cycles(request.query_params))
+
+        @app.get("/api/v1/cycles/{cycle_id}")
+        def _cycle(cycle_id: str) -> dict[str, Any]:
+            return dict(queries.cycle(cycle_id))
+
+        @app.get("/api/v1/orders")
+        def _orders(request: Request) -> dict[str, Any]:
+            return dict(queries.orders(request.query_params))
+
+        @app.get("/api/v1/epochs")
+        def _epochs(request: Request) -> dict[str, Any]:
+            return dict(queries.epochs(request.query_params))
+
     return app
+
+
+class ForegroundServer(uvicorn.Server):
+    """uvicorn in the main thread with the shutdown of services.md §1.4: the first SIGINT/SIGTERM stops
+    serving and the process exits 0 (plain uvicorn re-raises the signal after shutdown, so the exit
+    status would say "killed"); a second signal exits at once."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if self.should_exit:
+            os._exit(130)
+        self.should_exit = True
+
+
+def serve_foreground(app: FastAPI, host: str, port: int, log_level: str) -> None:
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
+    ForegroundServer(config).run()
 
 
 class BackgroundServer:

@@ -71,10 +71,12 @@ def version(ctx: typer.Context) -> None:
 def _register() -> None:
     from ttt.cli.backtest_cmd import backtest
     from ttt.cli.config_cmd import config_app
+    from ttt.cli.dashboard_cmd import dashboard
     from ttt.cli.data_cmd import data_app
     from ttt.cli.data_import_cmd import data_import
     from ttt.cli.db_cmd import db_app
     from ttt.cli.dist_cmd import register as register_dist
+    from ttt.cli.feed_cmd import feed
     from ttt.cli.gateway_cmd import gateway
     from ttt.cli.orders_cmd import orders_app
     from ttt.cli.portfolio_cmd import register as register_portfolio
@@ -94,6 +96,8 @@ def _register() -> None:
     app.add_typer(runs_app, name="runs")
     app.command(name="run")(run_command)
     app.command(name="gateway")(gateway)
+    app.command(name="feed")(feed)
+    app.command(name="dashboard")(dashboard)
     app.command(name="backtest")(backtest)
     app.command(name="sim-exchange")(sim_exchange)
 

@@ -30,6 +30,7 @@ def gateway(
     from ttt.adapters.db.migrate import check_schema, upgrade
     from ttt.api.gateway import MIN_TOKEN_LENGTH, create_gateway_app
     from ttt.config import load_settings
+    from ttt.runtime.startup import write_config_loaded
     from ttt.services.gateway.bootstrap import WallClock, build_gateway
     from ttt.telemetry.metrics import Metrics
 
@@ -62,6 +63,7 @@ def gateway(
         if settings.auto_migrate:
             upgrade(engine)
         check_schema(engine)
+        write_config_loaded(engine, settings, "gateway")  # §1.4 step 5
         redis_password = settings.secrets.redis.password
         cache = make_cache(
             settings.cache_backend,

@@ -27,7 +27,8 @@ BEAT_LOCK_EXTEND_S = 20.0
 STANDBY_POLL_S = 0.5
 MAX_SLEEP_S = 1.0
 
-Send = Callable[[str], None]
+# send(name, occasion="startup"|"slot", at=start or slot time): the sender chooses the task's arguments
+Send = Callable[..., None]
 
 
 class BeatLoop:
@@ -96,7 +97,7 @@ class BeatLoop:
         scheduler = self._scheduler()
         started = self._clock()
         for name in self._startup:
-            self._fire(name, "startup")
+            self._fire(name, "startup", started)
             for task in scheduler.tasks:
                 if task.name == name:  # the one-off stands for this slot's firing
                     task.last_slot = task.slot(started)
@@ -115,14 +116,15 @@ class BeatLoop:
             now = self._clock()
             for task in scheduler.due(now):
                 task.last_slot = task.slot(now)
-                self._fire(task.name, f"slot {task.last_slot:.0f}")
+                self._fire(task.name, "slot", task.last_slot)
             wait = scheduler.next_due_at(now) - self._clock()
             self.stop_event.wait(max(0.0, min(MAX_SLEEP_S, wait)))
 
-    def _fire(self, name: str, why: str) -> None:
+    def _fire(self, name: str, occasion: str, at: float) -> None:
+        why = f"{occasion} {at:.0f}"
         started = time.perf_counter()
         try:
-            self._send(name)
+            self._send(name, occasion=occasion, at=at)
             result = "ok"
             log.info("beat sent %s (%s)", name, why)
         except Exception as exc:  # the broker may be down; the next slot tries again

@@ -4,8 +4,9 @@ Tasks hold no logic of their own: each builds (once per OS process, lazily, afte
 services the embedded runtime wires, here over Redis and MariaDB/PostgreSQL, and calls one of them. The
 configuration comes from `TTT_CONFIG` / `TTT_SECRETS`, which `3t worker` exports for its pool children.
 
-Only services that exist are registered as tasks; the rest of the §2.1 table (market data, account,
-reconciliation, take-profit, products, ops) joins `TASK_QUEUES` / the beat schedule when its service does.
+The Providence tasks live here; the rest of the §2.1 table is in `tasks_data` (market data, ops) and
+`tasks_portfolio` (products, account, reconciliation, take-profit), imported at the end so every task is
+registered whenever this app is. `PERIODIC` and `STARTUP_ONE_OFFS` are what `3t beat` fires.
 """
 
 from __future__ import annotations
@@ -36,15 +37,32 @@ DISPATCH = "ttt.providence.dispatch"
 STEP_SHARD = "ttt.providence.step_shard"
 PURGE = "ttt.providence.purge"
 
-# Periodic tasks that exist, in the order beat fires them at one instant (providence.md §18.4), with their
-# `scheduler.periods` key.
+FETCH = "ttt.market_data.fetch"
+MARKET_RETENTION = "ttt.market_data.retention"
+UPDATE_BALANCE = "ttt.account.update_balance"
+RECONCILE = "ttt.portfolio.reconcile"
+TAKE_PROFIT = "ttt.portfolio.take_profit"
+PRODUCTS_SYNC = "ttt.products.sync"
+COLLECT_METRICS = "ttt.ops.collect_metrics"
+OPS_RETENTION = "ttt.ops.retention"
+
+# The §2.1 periodic tasks with their `scheduler.periods` key, in the order beat fires them at one instant:
+# Providence first (providence.md §18.4), then the table's order.
 PERIODIC: tuple[tuple[str, str], ...] = (
     (SUPERVISOR, "providence_supervisor"),
     (DISPATCH, "providence_dispatch"),
     (PURGE, "providence_purge"),
+    (FETCH, "market_data_fetch"),
+    (MARKET_RETENTION, "market_data_retention"),
+    (UPDATE_BALANCE, "balance_update"),
+    (RECONCILE, "reconcile"),
+    (TAKE_PROFIT, "take_profit"),
+    (PRODUCTS_SYNC, "products_sync"),
+    (COLLECT_METRICS, "collect_metrics"),
+    (OPS_RETENTION, "retention"),
 )
-# services.md §2.2 startup one-offs that have a registered task, in spec order.
-STARTUP_ONE_OFFS: tuple[str, ...] = (SUPERVISOR,)
+# services.md §2.2 startup one-offs, in spec order; `send` gives them their arguments (backfill, cycle id).
+STARTUP_ONE_OFFS: tuple[str, ...] = (PRODUCTS_SYNC, FETCH, UPDATE_BALANCE, SUPERVISOR, RECONCILE)
 
 app = Celery("ttt", set_as_current=False)
 app.conf.update(
@@ -183,6 +201,7 @@ def build_context(settings: Settings) -> WorkerContext:
             symbols=symbols,
             providence=prov,
             db_write_every_ticks=cfg.providence.db_write_every_ticks,
+            base_every_ticks=cfg.providence.state_base_every_ticks,
             state_ttl_s=cfg.providence.state_ttl_s,
             shard_lock_ttl_s=cfg.providence.shard_lock_ttl_s,
             dispatch_period_s=periods.providence_dispatch,
@@ -278,7 +297,37 @@ def purge() -> dict[str, Any]:
     return {"status": "ok", "deleted": deleted}
 
 
-def send(name: str, *args: Any, countdown: float | None = None) -> None:
-    """Publish one task by name to its routed queue (beat's only way of running work)."""
+def beat_kwargs(name: str, occasion: str | None, at: float | None) -> dict[str, Any]:
+    """The arguments beat gives a task: the §2.2 one-offs that need them, and the reconcile slot.
+
+    The cycle id is fixed when beat fires, not when a worker picks the task up, so a redelivered or late
+    task still names the same cycle (portfolio.md §1.1) and cannot start a second one for the slot.
+    """
+    from ttt.domain.cycle_ids import startup_cycle_id
+
+    if occasion == "startup" and name == FETCH:
+        return {"backfill": True}
+    if occasion == "startup" and name == RECONCILE and at is not None:
+        return {"cycle_id": startup_cycle_id(at), "trigger": "startup", "scheduled_at": at}
+    if occasion == "slot" and name == RECONCILE and at is not None:
+        return {"scheduled_at": at}
+    return {}
+
+
+def send(
+    name: str,
+    *args: Any,
+    countdown: float | None = None,
+    occasion: str | None = None,
+    at: float | None = None,
+) -> None:
+    """Publish one task by name to its routed queue (beat's only way of running work). Beat says why it
+    fires (`occasion` "startup" or "slot", at its start time or the slot time) and gets the arguments."""
     queue = LOW if name == STEP_SHARD else HIGH
-    app.send_task(name, args=args, queue=queue, routing_key=queue, countdown=countdown)
+    kwargs = beat_kwargs(name, occasion, at)
+    app.send_task(name, args=args, kwargs=kwargs, queue=queue, routing_key=queue, countdown=countdown)
+
+
+# The rest of the §2.1 tasks register on import (they import `app` and `context` from this module).
+from ttt.runtime import tasks_data as _tasks_data  # noqa: E402, F401
+from ttt.runtime import tasks_portfolio as _tasks_portfolio  # noqa: E402, F401

@@ -39,10 +39,12 @@ from ttt.clock import WallClock
 from ttt.config import Settings
 from ttt.errors import PreconditionError
 from ttt.runtime.market import MarketChoice, SimulatedMarket, replay_source, synthetic_source
+from ttt.runtime.ops_wiring import ops_tasks
 from ttt.runtime.portfolio_wiring import build_portfolio_side, portfolio_tasks, startup_cycle
 from ttt.runtime.scheduler import ScheduledTask, Scheduler
 from ttt.services.gateway.bootstrap import paper_config_from_settings
 from ttt.services.locking import LockBusy
+from ttt.services.portfolio.read_model import ThrottledStatus, portfolio_status
 from ttt.services.providence.dispatch import Dispatcher, DispatchSettings
 from ttt.services.providence.inputs import BarVisibility
 from ttt.services.providence.purge import purge_runs
@@ -152,6 +154,13 @@ class EmbeddedRuntime:
         )
         for task in portfolio_tasks(self.portfolio, settings, self.clock, self.engine):
             self.add_task(task)
+        for task in ops_tasks(settings, self.engine, self.cache, self.locks, self.clock):
+            self.add_task(task)
+        self.status_panels = ThrottledStatus(
+            lambda: portfolio_status(
+                self.engine, symbols, self.clock.now(), take_profit=self.portfolio.take_profit.status
+            )
+        )
         self.feed: PriceFeed | None = None
         self.fetcher: OhlcvFetcher | None = None
         self._seen_price_ts: dict[str, float] = {}
@@ -210,6 +219,7 @@ class EmbeddedRuntime:
                 symbols=symbols,
                 providence=prov,
                 db_write_every_ticks=cfg.providence.db_write_every_ticks,
+                base_every_ticks=cfg.providence.state_base_every_ticks,
                 state_ttl_s=cfg.providence.state_ttl_s,
                 shard_lock_ttl_s=cfg.providence.shard_lock_ttl_s,
                 dispatch_period_s=periods.providence_dispatch,
@@ -489,8 +499,12 @@ def _utc(t: float) -> Any:
     return datetime.fromtimestamp(t, UTC)
 
 
-def status_snapshot(rt: EmbeddedRuntime) -> dict[str, Any]:
+def status_snapshot(rt: EmbeddedRuntime, *, fresh: bool = False) -> dict[str, Any]:
+    """The live status: the driver's counters plus the database panels (runs by state, desired vs actual
+    per symbol, orders, account, take-profit, fills). The panels are re-read at most every 2 s unless
+    `fresh` (the final summary); a panel that cannot be read says so instead of raising."""
     s = rt.status
+    panels = getattr(rt, "status_panels", None)
     return {
         "market": {"source": s.market.source, "reason": s.market.reason, "exchange": "paper"},
         "sim_time": s.sim_time,
@@ -504,4 +518,5 @@ def status_snapshot(rt: EmbeddedRuntime) -> dict[str, Any]:
         "uptime_s": math.floor(time.time() - s.started_at),
         "last_error": s.last_error,
         "version": __version__,
+        **(panels.get(fresh=fresh) if panels is not None else {}),
     }

@@ -14,7 +14,6 @@ from ttt.adapters.db.uow import UnitOfWork
 from ttt.clock import WallClock
 from ttt.domain.orders import ProductMeta
 from ttt.domain.symbols import base
-from ttt.errors import ConfigError
 from ttt.ports import Cache, Clock, ExchangeAdapter, LockManager
 from ttt.services.gateway.loops import GatewayLoops
 from ttt.services.gateway.service import GatewayConfig, GatewayService
@@ -120,14 +119,13 @@ def build_gateway(
     clock = clock if clock is not None else WallClock()
     config = GatewayConfig.from_settings(settings)
     venue: Any = exchange
+    if venue is None and settings.config.exchange.kind == "hyperliquid":
+        # `3t gateway` in S2: the live venue, or `3t sim-exchange` reached as a custom network
+        from ttt.adapters.exchange.hyperliquid import HyperliquidAdapter, HyperliquidSettings
+
+        hl = HyperliquidSettings.from_config(settings.config.exchange, settings.secrets)
+        venue = HyperliquidAdapter(hl, clock=clock, metrics=metrics)
     if venue is None:
-        if settings.config.exchange.kind != "paper":
-            raise ConfigError(
-                [
-                    "exchange.kind: hyperliquid orders need the Hyperliquid adapter, which this build "
-                    "does not include; use exchange.kind: paper"
-                ]
-            )
         paper = paper_from_settings(settings, clock)
         venue = SerializedExchange(paper)
         if prices is None:
