@@ -144,6 +144,51 @@ def _set(engine: Engine, rid: int, **values: object) -> None:
         conn.execute(sa.update(RUNS).where(RUNS.c.id == rid).values(**values))
 
 
+AWKWARD_TEXTS = [
+    "it's",
+    "back\\slash \\\" and a quote \\'",
+    "percent %s %(x)s %% 100%",
+    "caf\u00e9 \u4e2d\u6587 \U0001f680",
+    "line\nbreak\ttab\x1a\x7f",  # no NUL: JSONB cannot hold \\u0000
+    "'); DROP TABLE runs; --",
+]
+
+
+def test_progress_write_stores_any_state_text_exactly(engine: Engine) -> None:
+    """The state reaches every database byte-exact, whatever characters it holds (the MariaDB path renders
+    values as literals, so this is the test that it cannot be confused by the text)."""
+    with UnitOfWork(engine) as uow:
+        ids = uow.runs.insert_many([_new_run(i) for i in range(len(AWKWARD_TEXTS) * 2)])
+    states = {}
+    progress = []
+    for k, rid in enumerate(ids):
+        text = AWKWARD_TEXTS[k % len(AWKWARD_TEXTS)]
+        state = {"text": text, "k": k, "x": [0.1, -2.5e-300, 12345.678]}
+        raw = json.dumps(state, ensure_ascii=k % 2 == 0)
+        states[rid] = state
+        progress.append(RunProgress(rid, raw, -k, 1000 + k, T0 + 0.000001 * k + 7, -0.1 * k))
+    with UnitOfWork(engine) as uow:
+        assert uow.runs.update_progress_many(progress) == len(ids)
+    rows = _all_rows(engine)
+    for k, rid in enumerate(ids):
+        r = rows[rid]
+        assert json.loads(r.run_state) == states[rid]
+        assert (r.position_direction, r.iteration_count, r.live_pnl) == (-k, 1000 + k, -0.1 * k)
+        assert r.update_time == datetime.fromtimestamp(T0 + 7, UTC).replace(microsecond=k)
+    assert rows[ids[0]].end_time is None
+
+
+@pytest.mark.parametrize("bad", ['{"x": NaN}', '{"x": [Infinity]}', '{"x": -Infinity}'])
+def test_progress_write_refuses_non_json_numbers_and_writes_nothing(engine: Engine, bad: str) -> None:
+    with UnitOfWork(engine) as uow:
+        ids = uow.runs.insert_many([_new_run(i) for i in range(2)])
+    good = RunProgress(ids[0], json.dumps({"ok": 1}), 1, 5, T0 + 5, 0.0)
+    with pytest.raises(ValueError, match="JSON"), UnitOfWork(engine) as uow:
+        uow.runs.update_progress_many([good, RunProgress(ids[1], bad, 1, 5, T0 + 5, 0.0)])
+    rows = _all_rows(engine)
+    assert rows[ids[0]].iteration_count == 0 and json.loads(rows[ids[0]].run_state)["i"] == 0
+
+
 def test_purge_deletes_exactly_the_section_10_rows(engine: Engine) -> None:
     now = T0 + 10_000
     a_s = 3600.0

@@ -197,10 +197,12 @@ def run_corpus(seed: int, n_runs: int, n_ticks: int, cap: int, bad_rate: float) 
         batch = pop.step(now, price, vol, w)
         got = batch.as_step_results()
         assert set(got) == set(refs), f"tick {k}: stepped {len(got)} runs, expected {len(refs)}"
+        counts = dict(zip(batch.run_ids.tolist(), batch.iteration_count.tolist(), strict=True))
         for rid in list(refs):
             before = refs[rid]["position_direction"]
             new, want = ref.step(refs[rid], now, price, vol, w, config)
             compare_results(rid, k, want, got[rid])
+            assert counts[rid] == new["iteration_count"], f"run {rid} tick {k}: batch iteration_count"
             reasons[want.reason] += 1
             if want.trade:
                 reasons["<buy>" if want.trade > 0 else "<sell>"] += 1
@@ -218,6 +220,7 @@ def run_corpus(seed: int, n_runs: int, n_ticks: int, cap: int, bad_rate: float) 
         if k % 250 == 0 or k == n_ticks - 1:
             states = pop.to_states()
             assert list(states) == sorted(refs, key=list(pop.run_ids).index)
+            assert pop.id_set() == set(refs)
             for rid, s in states.items():
                 assert_same_state(refs[rid], s, f"run {rid} at tick {k}")
     assert saw_fallback, "the corpus did not exercise non-conforming runs"

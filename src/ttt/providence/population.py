@@ -129,6 +129,7 @@ class StepBatch:
     balance: F64
     apr: F64
     entropy: F64
+    iteration_count: I64
 
     @functools.cached_property
     def status(self) -> npt.NDArray[np.object_]:
@@ -180,6 +181,7 @@ def _empty_batch() -> StepBatch:
         balance=np.zeros(0),
         apr=np.zeros(0),
         entropy=np.zeros(0),
+        iteration_count=np.zeros(0, dtype=np.int64),
     )
 
 
@@ -428,6 +430,13 @@ class Population:
         seqs += [(self._seq_of_fallback[r], r) for r in self._fallback]
         seqs.sort()
         return tuple(r for _, r in seqs)
+
+    def id_set(self) -> set[int]:
+        """Active runs, unordered: the shard step's membership checks need no insertion order."""
+        v = self._v
+        out = set(v["rid"][~v["dead"]].tolist())
+        out.update(self._fallback)
+        return out
 
     @property
     def completed_run_ids(self) -> tuple[int, ...]:
@@ -982,11 +991,13 @@ class Population:
     def _step_fallback(self, now: float, price: Any, volatility: Any, weight: Any) -> StepBatch:
         ids: list[int] = []
         res: list[ref.StepResult] = []
+        its: list[int] = []
         convert: list[int] = []
         for rid in list(self._fallback):
             st, r = ref.step(self._fallback[rid], now, price, volatility, weight, self.config)
             ids.append(rid)
             res.append(r)
+            its.append(int(st["iteration_count"]))
             if r.status == "completed":
                 del self._fallback[rid]
                 del self._seq_of_fallback[rid]
@@ -1018,6 +1029,7 @@ class Population:
             balance=np.asarray([r.balance for r in res], dtype=np.float64),
             apr=np.asarray([math.nan if r.apr is None else r.apr for r in res], dtype=np.float64),
             entropy=np.asarray([math.nan if r.entropy is None else r.entropy for r in res], dtype=np.float64),
+            iteration_count=np.asarray(its, dtype=np.int64),
         )
 
     def _step_vector(
@@ -1202,8 +1214,10 @@ class Population:
             rid = v["rid"][sel]
             status, reason, trade, pos = status[sel], reason[sel], trade[sel], pos[sel]
             balance, apr, h = balance[sel], apr[sel], h[sel]
+            it = v["it"][sel]
         else:
             rid = v["rid"].copy()
+            it = v["it"].copy()
         return StepBatch(
             run_ids=rid,
             status_code=status,
@@ -1213,6 +1227,7 @@ class Population:
             balance=balance,
             apr=apr,
             entropy=h,
+            iteration_count=it,
         )
 
     def _stored_balance(self, idx: I64 | None) -> F64:
@@ -1489,4 +1504,5 @@ def _concat_batches(parts: list[StepBatch]) -> StepBatch:
         balance=np.concatenate([x.balance for x in parts]),
         apr=np.concatenate([x.apr for x in parts]),
         entropy=np.concatenate([x.entropy for x in parts]),
+        iteration_count=np.concatenate([x.iteration_count for x in parts]),
     )

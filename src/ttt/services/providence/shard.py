@@ -15,6 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from ttt.ports import Cache, LockManager, RunEnd, RunMember, RunProgress, RunStore
 from ttt.providence import reference
 from ttt.providence.population import Population
@@ -89,6 +92,11 @@ def stored_price_balance(state: Mapping[str, Any]) -> float:
     return float(metrics["account_balance"]) if metrics else float(state["start_balance"])
 
 
+def state_text(state: Mapping[str, Any]) -> str:
+    """The stored JSON of a state (§9.2): compact, since every trading run writes it every tick."""
+    return json.dumps(state, separators=(",", ":"))
+
+
 def _end_from_state(run_id: int, t: float, reason: str, state: Mapping[str, Any], balance: float) -> RunEnd:
     return RunEnd(
         run_id=run_id,
@@ -96,7 +104,7 @@ def _end_from_state(run_id: int, t: float, reason: str, state: Mapping[str, Any]
         end_reason=reason,
         end_balance=balance,
         live_pnl=balance - float(state["start_balance"]),
-        run_state=json.dumps(state),
+        run_state=state_text(state),
         position_direction=int(state["position_direction"]),
         iteration_count=int(state["iteration_count"]),
     )
@@ -121,6 +129,15 @@ def _parse_state(raw: str | None, symbol: str) -> dict[str, Any] | None:
     except (ValueError, KeyError, TypeError):
         return None
     return state
+
+
+@dataclass(frozen=True)
+class _Due:
+    """The continuing runs of a stepped tick, aligned: whether each traded, and its iteration count."""
+
+    run_ids: npt.NDArray[np.int64]
+    traded: npt.NDArray[np.bool_]
+    iteration_count: npt.NDArray[np.int64]
 
 
 @dataclass
@@ -186,20 +203,21 @@ class ShardStepper:
         config_changed = population.config != config
         if config_changed:
             population.config = config
-        ordered = population.run_ids
-        present = set(ordered)
+        present = population.id_set()
         member_ids, details = self._members(symbol, shard, present, journal, last, now, cfg, cold)
 
         ends: dict[int, RunEnd] = {rid: end for rid, end in journal.pending_ends.items() if rid in member_ids}
         flagged = [rid for rid, m in details.items() if m.exit_run and rid not in ends]
         flagged_set = set(flagged)
-        removed_ids = [rid for rid in ordered if rid not in member_ids or rid in ends or rid in flagged_set]
+        removed_ids = sorted(
+            rid for rid in present if rid not in member_ids or rid in ends or rid in flagged_set
+        )
         removed = population.remove_runs(removed_ids) if removed_ids else {}
         self._end_flagged(symbol, flagged, removed, ends, now)
         joined = self._join_new(symbol, details, present, population, ends, now)
 
         stepped_symbol = symbol in cfg.symbols
-        due: list[tuple[int, bool]] = []
+        due: _Due | None = None
         if not stepped_symbol:
             states = population.remove_runs(list(population.run_ids))
             for rid, state in states.items():
@@ -447,8 +465,8 @@ class ShardStepper:
         record: TickRecord,
         ends: dict[int, RunEnd],
         report: ShardTickReport,
-    ) -> list[tuple[int, bool]]:
-        """Step once; record completions as ends; return (run id, traded) of every continuing stepped run."""
+    ) -> _Due | None:
+        """Step once; record completions as ends; return the continuing stepped runs (None when skipped)."""
         batch = population.step(record.t, record.price, record.volatility, record.weight)
         report.stepped = len(batch.run_ids)
         if len(batch.run_ids) and batch.status_code[0] == 2:
@@ -456,26 +474,26 @@ class ShardStepper:
             if self._metrics:
                 missing = "price" if report.skipped_reason == "price_unavailable" else "volatility"
                 self._metrics.stale_ticks_total.labels(record.symbol, missing).inc()
-            return []
-        status = batch.status_code.tolist()
-        run_ids = batch.run_ids.tolist()
-        completed = [rid for rid, s in zip(run_ids, status, strict=True) if s == 1]
-        final_states = population.remove_runs(completed) if completed else {}
-        trades = batch.trade.tolist()
-        stepped: list[tuple[int, bool]] = []
-        for i, rid in enumerate(run_ids):
-            if status[i] == 1:
-                balance = float(batch.balance[i])
-                ends[rid] = _end_from_state(rid, record.t, str(batch.reason[i]), final_states[rid], balance)
-                continue
-            traded = trades[i] != 0.0
-            if traded:
-                report.trades += 1
-                if self._metrics:
-                    side = "buy" if trades[i] > 0 else "sell"
-                    self._metrics.virtual_trades_total.labels(record.symbol, side).inc()
-            stepped.append((rid, traded))
-        return stepped
+            return None
+        done = batch.status_code == 1
+        if done.any():
+            positions = np.flatnonzero(done).tolist()
+            completed = batch.run_ids[done].tolist()
+            final_states = population.remove_runs(completed)
+            for i, rid in zip(positions, completed, strict=True):
+                state = final_states[rid]
+                ends[rid] = _end_from_state(
+                    rid, record.t, str(batch.reason[i]), state, float(batch.balance[i])
+                )
+        going = ~done
+        trade = batch.trade[going]
+        buys, sells = int(np.count_nonzero(trade > 0)), int(np.count_nonzero(trade < 0))
+        report.trades = buys + sells
+        if self._metrics:
+            for side, n in (("buy", buys), ("sell", sells)):
+                if n:
+                    self._metrics.virtual_trades_total.labels(record.symbol, side).inc(n)
+        return _Due(batch.run_ids[going], trade != 0.0, batch.iteration_count[going])
 
     def _write_journal(self, symbol: str, shard: int, journal: ShardJournal, cfg: ShardSettings) -> None:
         self._cache.set(shard_state_key(symbol, shard), encode_journal(journal), cfg.state_ttl_s)
@@ -492,15 +510,12 @@ class ShardStepper:
             self._metrics.run_ends_total.labels(symbol, reason).inc(n)
 
 
-def _progress_rows(
-    population: Population, stepped: Sequence[tuple[int, bool]], every: int, now: float
-) -> list[RunProgress]:
+def _progress_rows(population: Population, due: _Due | None, every: int, now: float) -> list[RunProgress]:
     """Rows for runs that traded or whose iteration_count hit the cadence N (§9.2); only those runs are
     serialised."""
-    if not stepped:
+    if due is None:
         return []
-    counts = population.iteration_counts([rid for rid, _ in stepped])
-    wanted = [rid for rid, traded in stepped if traded or counts[rid] % every == 0]
+    wanted = due.run_ids[due.traded | (due.iteration_count % every == 0)].tolist()
     if not wanted:
         return []
     return [_progress_row(rid, state, now) for rid, state in population.to_states(wanted).items()]
@@ -509,7 +524,7 @@ def _progress_rows(
 def _progress_row(rid: int, state: Mapping[str, Any], now: float) -> RunProgress:
     return RunProgress(
         run_id=rid,
-        run_state=json.dumps(state),
+        run_state=state_text(state),
         position_direction=int(state["position_direction"]),
         iteration_count=int(state["iteration_count"]),
         update_time=now,

@@ -1,12 +1,11 @@
 """The `runs` table and the apex burn list (providence.md §3.5–§3.7, §8.1, §9.2, §10, §18).
 
-The shard hot path writes with one executemany per kind: an UPDATE keyed on a bound id, never one ORM
-flush per row.
+The shard hot path writes one multi-row statement per kind (progress in `run_progress`, ends as one
+executemany keyed on a bound id), never one ORM flush per row.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -17,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from ttt.adapters.db.engine import read_only
 from ttt.adapters.db.models import ApexBurned, Run, table_of
+from ttt.adapters.db.repositories.run_progress import update_progress
 from ttt.adapters.db.types import as_utc, dump_json
 from ttt.domain.run_records import RunRecord
 from ttt.ports import NewRun, RunEnd, RunMember, RunProgress
@@ -61,41 +61,6 @@ def choose_shard(counts: dict[int, int], shard_size: int) -> int:
     return index
 
 
-_PROGRESS_CHUNK = 512
-
-
-def _bucket(n: int) -> int:
-    """Chunk sizes are padded to powers of two so only a handful of statements are ever built and compiled."""
-    size = 8
-    while size < n:
-        size *= 2
-    return size
-
-
-@functools.lru_cache(maxsize=16)
-def _progress_statement(size: int) -> Any:
-    """`UPDATE runs SET col = CASE id WHEN :i0 THEN :s0 … END … WHERE id IN (:i0 …) AND end_time IS NULL`,
-    built once per size: building and compiling a statement with thousands of parameters costs more than
-    executing it."""
-    ids = [sa.bindparam(f"i{k}", type_=_C.id.type) for k in range(size)]
-
-    def column(col: Any, prefix: str) -> Any:
-        whens = [(_C.id == ids[k], sa.bindparam(f"{prefix}{k}", type_=col.type)) for k in range(size)]
-        return sa.case(*whens, else_=col)
-
-    return (
-        sa.update(RUNS)
-        .where(_C.id.in_(ids), _C.end_time.is_(None))
-        .values(
-            run_state=column(_C.run_state, "s"),
-            position_direction=column(_C.position_direction, "p"),
-            iteration_count=column(_C.iteration_count, "c"),
-            update_time=column(_C.update_time, "u"),
-            live_pnl=column(_C.live_pnl, "l"),
-        )
-    )
-
-
 class RunRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -138,24 +103,9 @@ class RunRepository:
         return [int(i) for i in self.session.execute(stmt, rows).scalars().all()]
 
     def update_progress_many(self, progress: Sequence[RunProgress]) -> int:
-        """Periodic and trade writes (§9.2) as one multi-row UPDATE per chunk (CASE on id, portable to the
-        three databases); an ended run is never overwritten."""
-        written = 0
-        conn = self.session.connection()
-        for i in range(0, len(progress), _PROGRESS_CHUNK):
-            chunk = list(progress[i : i + _PROGRESS_CHUNK])
-            size = _bucket(len(chunk))
-            chunk += [chunk[-1]] * (size - len(chunk))  # a repeated row matches nothing new
-            params: dict[str, Any] = {}
-            for k, p in enumerate(chunk):
-                params[f"i{k}"] = int(p.run_id)
-                params[f"s{k}"] = p.run_state
-                params[f"p{k}"] = int(p.position_direction)
-                params[f"c{k}"] = int(p.iteration_count)
-                params[f"u{k}"] = as_utc(p.update_time)
-                params[f"l{k}"] = float(p.live_pnl)
-            written += int(conn.execute(_progress_statement(size), params).rowcount)
-        return written
+        """Periodic and trade writes (§9.2), one multi-row UPDATE per chunk; an ended run is never
+        overwritten."""
+        return update_progress(self.session.connection(), progress) if progress else 0
 
     def record_ends_many(self, ends: Sequence[RunEnd]) -> int:
         """End records (§8.1); `exit_run` untouched, None counters keep their stored values."""

@@ -1,0 +1,159 @@
+"""The periodic and trade writes of a shard tick (providence.md §9.2): one multi-row UPDATE per chunk.
+
+This is the hottest write of the system (every trading run's whole state, every tick), so each dialect
+gets the statement its server executes best, all with the same meaning: set state, direction, count,
+update time and live PnL of the given runs, and never touch an ended run.
+
+* MariaDB/MySQL: `UPDATE runs JOIN (SELECT … UNION ALL SELECT …) AS v ON runs.id = v.id`. The values are
+  rendered as literals that need no escaping: integers, finite floats, fixed-format timestamps and the
+  state as a hex literal. PyMySQL's per-character escaping of kilobytes of JSON per row, and a CASE with
+  one branch per row that the server scans for every row, cost more than the update itself.
+* PostgreSQL: `UPDATE … FROM unnest(arrays) AS v(…)`, six bound array parameters.
+* SQLite (the embedded runtime): a cached `CASE id WHEN …` statement with bound parameters.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ttt.adapters.db.models import Run, table_of
+from ttt.adapters.db.types import as_utc, check_strict_json
+from ttt.ports import RunProgress
+
+RUNS = table_of(Run)
+_C = RUNS.c
+
+CHUNK = 512
+
+
+def update_progress(conn: Connection, progress: Sequence[RunProgress]) -> int:
+    """Rows matched (an ended run matches nothing)."""
+    write = _writer(conn.dialect.name)
+    written = 0
+    for i in range(0, len(progress), CHUNK):
+        chunk = progress[i : i + CHUNK]
+        for p in chunk:
+            _check_state(p.run_state)
+        written += write(conn, chunk)
+    return written
+
+
+def _writer(dialect: str) -> Callable[[Connection, Sequence[RunProgress]], int]:
+    if dialect in ("mysql", "mariadb"):
+        return _write_mysql
+    if dialect == "postgresql":
+        return _write_postgresql
+    if dialect == "sqlite":
+        return _write_case
+    raise ValueError(f"unsupported database dialect {dialect!r}: use SQLite, MariaDB or PostgreSQL")
+
+
+def _check_state(text: str) -> None:
+    """The state is stored as given; NaN and infinities are not JSON and are refused (as JsonText does)."""
+    if not isinstance(text, str):
+        raise TypeError(f"run_state needs a str of JSON, got {type(text).__name__}")
+    if "NaN" in text or "Infinity" in text:
+        check_strict_json(text)
+
+
+def _finite(value: float, what: str) -> float:
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{what} must be finite, got {v!r}")
+    return v
+
+
+def _mysql_row(p: RunProgress) -> str:
+    when = as_utc(p.update_time).strftime("%Y-%m-%d %H:%M:%S.%f")
+    state = p.run_state.encode("utf-8").hex()
+    live = repr(_finite(p.live_pnl, "live_pnl"))
+    return (
+        f"SELECT {int(p.run_id)} AS id, X'{state}' AS s, {int(p.position_direction)} AS p, "
+        f"{int(p.iteration_count)} AS c, TIMESTAMP'{when}' AS u, {live} AS l"
+    )
+
+
+def _write_mysql(conn: Connection, chunk: Sequence[RunProgress]) -> int:
+    values = " UNION ALL ".join(_mysql_row(p) for p in chunk)
+    sql = (
+        f"UPDATE runs JOIN ({values}) AS v ON runs.id = v.id "
+        "SET runs.run_state = CONVERT(v.s USING utf8mb4), runs.position_direction = v.p, "
+        "runs.iteration_count = v.c, runs.update_time = v.u, runs.live_pnl = v.l "
+        "WHERE runs.end_time IS NULL"
+    )
+    return int(conn.exec_driver_sql(sql).rowcount)
+
+
+_PG_PROGRESS = sa.text(
+    "UPDATE runs SET run_state = CAST(v.s AS JSONB), position_direction = v.p, iteration_count = v.c, "
+    "update_time = v.u, live_pnl = v.l "
+    "FROM unnest(CAST(:ids AS BIGINT[]), CAST(:states AS TEXT[]), CAST(:dirs AS INTEGER[]), "
+    "CAST(:counts AS BIGINT[]), CAST(:times AS TIMESTAMPTZ[]), CAST(:pnls AS DOUBLE PRECISION[])) "
+    "AS v(id, s, p, c, u, l) "
+    "WHERE runs.id = v.id AND runs.end_time IS NULL"
+)
+
+
+def _write_postgresql(conn: Connection, chunk: Sequence[RunProgress]) -> int:
+    params = {
+        "ids": [int(p.run_id) for p in chunk],
+        "states": [p.run_state for p in chunk],
+        "dirs": [int(p.position_direction) for p in chunk],
+        "counts": [int(p.iteration_count) for p in chunk],
+        "times": [as_utc(p.update_time) for p in chunk],
+        "pnls": [_finite(p.live_pnl, "live_pnl") for p in chunk],
+    }
+    return int(conn.execute(_PG_PROGRESS, params).rowcount)
+
+
+def _bucket(n: int) -> int:
+    """Chunk sizes are padded to powers of two so only a handful of statements are ever compiled."""
+    size = 8
+    while size < n:
+        size *= 2
+    return size
+
+
+@functools.lru_cache(maxsize=16)
+def _case_statement(size: int) -> Any:
+    """`UPDATE runs SET col = CASE id WHEN :i0 THEN :s0 … END … WHERE id IN (:i0 …) AND end_time IS NULL`,
+    built once per size: building and compiling a statement with thousands of parameters costs more than
+    executing it."""
+    ids = [sa.bindparam(f"i{k}", type_=_C.id.type) for k in range(size)]
+
+    def column(col: Any, prefix: str) -> Any:
+        whens = [(_C.id == ids[k], sa.bindparam(f"{prefix}{k}", type_=col.type)) for k in range(size)]
+        return sa.case(*whens, else_=col)
+
+    return (
+        sa.update(RUNS)
+        .where(_C.id.in_(ids), _C.end_time.is_(None))
+        .values(
+            run_state=column(_C.run_state, "s"),
+            position_direction=column(_C.position_direction, "p"),
+            iteration_count=column(_C.iteration_count, "c"),
+            update_time=column(_C.update_time, "u"),
+            live_pnl=column(_C.live_pnl, "l"),
+        )
+    )
+
+
+def _write_case(conn: Connection, chunk: Sequence[RunProgress]) -> int:
+    rows = list(chunk)
+    size = _bucket(len(rows))
+    rows += [rows[-1]] * (size - len(rows))  # a repeated row matches nothing new
+    params: dict[str, Any] = {}
+    for k, p in enumerate(rows):
+        params[f"i{k}"] = int(p.run_id)
+        params[f"s{k}"] = p.run_state
+        params[f"p{k}"] = int(p.position_direction)
+        params[f"c{k}"] = int(p.iteration_count)
+        params[f"u{k}"] = as_utc(p.update_time)
+        params[f"l{k}"] = _finite(p.live_pnl, "live_pnl")
+    return int(conn.execute(_case_statement(size), params).rowcount)
