@@ -295,3 +295,32 @@ def test_records_and_liveness_for_the_portfolio_side(engine: Engine) -> None:
     assert all(r.active for r in recs)
     assert (n, newest) == (2, datetime.fromtimestamp(T0 + 40, UTC))
     assert [r.id for r in listed] == [ids[1], ids[0]]
+
+
+def test_member_changes_counts_unended_runs_and_lists_only_the_changed(engine: Engine) -> None:
+    btc = "BTC/USDC:USDC"
+    with UnitOfWork(engine) as uow:
+        early = uow.runs.insert_many([_new_run(0, symbol=btc, shard=1) for _ in range(5)])
+        late = uow.runs.insert_many([_new_run(0, symbol=btc, shard=1, t=T0 + 60) for _ in range(2)])
+        other = uow.runs.insert_many([_new_run(0, symbol=btc, shard=2)])
+    store = SqlRunStore(engine)
+    with UnitOfWork(engine) as uow:
+        uow.runs.flag_exit(early[1], T0 + 5)
+        uow.runs.record_ends_many([RunEnd(early[2], T0 + 6, "max_duration", 7000.0, 0.0, "{}", 0, 1)])
+        uow.runs.flag_exit(early[2], T0 + 7)  # ended and flagged: not a member any more
+
+    # Nothing new beyond what the caller knows: the count and the flagged run.
+    count, changed = store.member_changes(btc, 1, max(late), T0 + 120)
+    assert (count, [(m.run_id, m.exit_run) for m in changed]) == (6, [(early[1], True)])
+    count, changed = store.member_changes(btc, 1, early[-1], T0 + 30)
+    assert count == 6
+    assert [m.run_id for m in changed] == [early[1], *late]  # flagged, and newer ids (also started since)
+    assert [m.exit_run for m in changed] == [True, False, False]
+    assert changed[1].start_time == T0 + 60
+    count, changed = store.member_changes(btc, 1, max(late), None)
+    assert (count, [m.run_id for m in changed]) == (6, [early[1]])
+    count, changed = store.member_changes(btc, 1, 0, None)
+    assert (count, sorted(m.run_id for m in changed)) == (6, sorted(set(early + late) - {early[2]}))
+    assert store.member_changes(btc, 2, max(other), T0 + 1) == (1, [])
+    assert store.member_changes(btc, 7, 0, None) == (0, [])
+    assert store.member_changes("ETH/USDC:USDC", 1, 0, T0) == (0, [])

@@ -169,17 +169,31 @@ class RunRepository:
     def member_changes(
         self, symbol: str, shard: int, known_max_id: int, since: float | None
     ) -> tuple[int, list[RunMember]]:
-        unended = sa.and_(_C.symbol == symbol, _C.shard == shard, _C.end_time.is_(None))
-        count = int(self.session.execute(sa.select(sa.func.count()).where(unended)).scalar_one())
-        changed = [_C.exit_run.is_(True), _C.id > known_max_id]
+        """The shard's number of unended runs and those flagged, newer than `known_max_id` or started since
+        `since`, in one round trip: a one-row count LEFT JOINed to the changed rows (none gives one row with
+        NULL columns)."""
+        count = (
+            sa.select(sa.func.count().label("n"))
+            .where(_C.symbol == symbol, _C.shard == shard, _C.end_time.is_(None))
+            .subquery()
+        )
+        r = RUNS.alias("r")
+        changed = [r.c.exit_run.is_(True), r.c.id > known_max_id]
         if since is not None:
-            changed.append(_C.start_time >= as_utc(since))
-        stmt = sa.select(_C.id, _C.exit_run, _C.start_time).where(unended, sa.or_(*changed)).order_by(_C.id)
-        rows = [
-            RunMember(int(r.id), bool(r.exit_run), r.start_time.timestamp(), None)
-            for r in self.session.execute(stmt)
-        ]
-        return count, rows
+            changed.append(r.c.start_time >= as_utc(since))
+        on = sa.and_(r.c.symbol == symbol, r.c.shard == shard, r.c.end_time.is_(None), sa.or_(*changed))
+        stmt = (
+            sa.select(count.c.n, r.c.id, r.c.exit_run, r.c.start_time)
+            .select_from(count.outerjoin(r, on))
+            .order_by(r.c.id)
+        )
+        total = 0
+        rows = []
+        for row in self.session.execute(stmt):
+            total = int(row.n)
+            if row.id is not None:
+                rows.append(RunMember(int(row.id), bool(row.exit_run), row.start_time.timestamp(), None))
+        return total, rows
 
     def states(self, run_ids: Sequence[int]) -> dict[int, str]:
         """Stored state text of the given runs (cold load, §9.4)."""
