@@ -37,6 +37,7 @@ MARIADB_ADMIN = os.environ.get("T3_TEST_MARIADB_URL", "mysql+pymysql://ttt:ttt@1
 REDIS_URL = os.environ.get("T3_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 STEP = re.compile(
     r"step_shard \S+ t=([0-9.]+) status=stepped tick=([0-9.]+) stepped=(\d+) seconds=([0-9.]+) lag=([0-9.]+)"
+    r".*? trades=(\d+) db_writes=(\d+)"
 )
 LOADED = re.compile(r"step_shard (\S+) t=\S+ status=stepped")
 CADENCE_S = 5.0
@@ -103,7 +104,7 @@ def insert_population(db_url: str, n: int, shard_size: int) -> None:
         engine.dispose()
 
 
-def bench_size(n: int, ticks: int, warmup: int, workdir: Path) -> None:
+def bench_size(n: int, ticks: int, warmup: int, shard_size: int, workdir: Path) -> None:
     name = f"ttt_bench{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(MARIADB_ADMIN, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -122,13 +123,13 @@ def bench_size(n: int, ticks: int, warmup: int, workdir: Path) -> None:
             prefix=prefix,
             broker_url=broker,
             runs=n,
-            shard_size=2000,
+            shard_size=shard_size,
         )
         text = cfg.read_text().replace("db_write_every_ticks: 1", "db_write_every_ticks: 50")
         cfg.write_text(text)
         h.prepare_database(db_url, cfg, sec)
         t0 = time.monotonic()
-        insert_population(db_url, n, 2000)
+        insert_population(db_url, n, shard_size)
         print(f"N={n}: inserted in {time.monotonic() - t0:.1f} s", flush=True)
         market = h.Market(db_url, REDIS_URL, prefix)
         market.warm_up()
@@ -142,7 +143,7 @@ def bench_size(n: int, ticks: int, warmup: int, workdir: Path) -> None:
         created_at = time.monotonic()
         h.wait_for(lambda: "created" in high.text() and h.dispatch_ticks(high), 3600, "population", procs, 1)
         print(f"N={n}: population ready after {time.monotonic() - created_at:.1f} s", flush=True)
-        shards = sum(math.ceil(len(range(i, n, len(h.SYMBOLS))) / 2000) for i in range(len(h.SYMBOLS)))
+        shards = sum(math.ceil(len(range(i, n, len(h.SYMBOLS))) / shard_size) for i in range(len(h.SYMBOLS)))
         h.wait_for(
             lambda: len(set(LOADED.findall(low.text()))) >= shards, 7200, "every shard loaded", procs, 5
         )
@@ -165,14 +166,15 @@ def bench_size(n: int, ticks: int, warmup: int, workdir: Path) -> None:
         # (completion time, stepped runs, step seconds, completion − the tick actually stepped): a late task
         # steps the newest tick record, so throughput and lateness are counted by completion, not by task
         steps = [
-            (float(t) + float(lag), int(k), float(s), float(t) + float(lag) - float(tick))
-            for t, tick, k, s, lag in STEP.findall(low.text())
+            (float(t) + float(lag), int(k), float(s), float(t) + float(lag) - float(tick), int(tr), int(wr))
+            for t, tick, k, s, lag, tr, wr in STEP.findall(low.text())
         ]
         span = (hi_t - lo) + CADENCE_S
         window = [x for x in steps if lo <= x[0] < lo + span]
-        run_ticks = sum(k for _, k, _, _ in window)
-        busy = sum(s for _, _, s, _ in window)
-        lags = [late for *_, late in window]
+        run_ticks = sum(x[1] for x in window)
+        busy = sum(x[2] for x in window)
+        lags = [x[3] for x in window]
+        trades, writes = sum(x[4] for x in window), sum(x[5] for x in window)
         statuses = re.findall(r"step_shard \S+ t=([0-9.]+) status=(\w+)", low.text())
         counts: dict[str, int] = {}
         for t_raw, status in statuses:
@@ -186,7 +188,9 @@ def bench_size(n: int, ticks: int, warmup: int, workdir: Path) -> None:
             f"capacity≈{run_ticks / (busy / 2) if busy else float('nan'):,.0f} run-ticks/s (2 processes) "
             f"lateness p50={percentile(lags, 0.5):.3f}s p99={percentile(lags, 0.99):.3f}s "
             f"late(>{CADENCE_S:.0f}s)={sum(1 for x in lags if x > CADENCE_S)} "
-            f"mean_step={statistics.fmean([s for _, _, s, _ in window]) if window else float('nan'):.3f}s",
+            f"mean_step={statistics.fmean([x[2] for x in window]) if window else float('nan'):.3f}s "
+            f"trades={trades / max(1, run_ticks):.1%} "
+            f"db_writes={writes / max(1, run_ticks):.1%} of run-ticks",
             flush=True,
         )
     finally:
@@ -214,6 +218,12 @@ def main() -> None:
         "--warmup", type=int, default=6, help="ticks left out of the figures (cold loads of every shard)"
     )
     parser.add_argument(
+        "--shard-size",
+        type=int,
+        default=2000,
+        help="providence.shard_size (services.md §14 leaves it to tuning)",
+    )
+    parser.add_argument(
         "--buffer-pool-gb",
         type=float,
         default=0,
@@ -223,7 +233,7 @@ def main() -> None:
     with buffer_pool(args.buffer_pool_gb):
         for n in [int(s) for s in args.sizes.split(",") if s]:
             with tempfile.TemporaryDirectory() as tmp:
-                bench_size(n, args.ticks, args.warmup, Path(tmp))
+                bench_size(n, args.ticks, args.warmup, args.shard_size, Path(tmp))
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ from ttt.services.providence.codec import decode_base, decode_journal, encode_ba
 from ttt.services.providence.shard import (
     ShardStepper,
     shard_base_key,
+    shard_lock_name,
     shard_state_key,
     shard_tick_key,
 )
@@ -248,3 +249,39 @@ def test_two_processes_taking_turns_equal_one_process(tmp_path, monkeypatch) -> 
     assert one.cached(BTC, 0) == two.cached(BTC, 0)
     for engine in (one.engine, two.engine):
         engine.dispose()
+
+
+def test_step_that_outlived_its_lock_writes_nothing(store: SqlRunStore, engine: sa.Engine) -> None:
+    """A step slower than its lock, whose shard another worker took meanwhile: no cache write, no database
+    write, so the new holder's tick is not overwritten (providence.md §18.1)."""
+    _supervisor(store, FakeClock(), desired=8, shard_size=50).run()
+    h = Harness(store, engine, write_every=1)
+    ticks = _ticks(4)
+    _drive(h, ticks[:3], fresh_each_tick=False)
+    before = {
+        k: h.cache.get(k) for k in (shard_state_key(BTC, 0), shard_tick_key(BTC, 0), shard_base_key(BTC, 0))
+    }
+    rows = _db_view(engine)
+
+    class TakenOver:
+        """Reading membership takes 'long': the lock expires and another worker acquires it."""
+
+        def __init__(self, inner: SqlRunStore) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+        def member_changes(self, *a: object) -> object:
+            h.locks.cache.delete(f"lock:{shard_lock_name(BTC, 0)}")
+            assert h.locks.acquire(shard_lock_name(BTC, 0), 15) is not None
+            return self.inner.member_changes(*a)
+
+    clock = iter([0.0] + [100.0] * 20)
+    slow = ShardStepper(TakenOver(store), h.cache, h.locks, lambda: h.settings, monotonic=lambda: next(clock))  # type: ignore[arg-type]
+    t, p, v, w = ticks[3]
+    h.tick(BTC, t, p, v, w)
+    report = slow.step(BTC, 0, t)
+    assert report.status == "lost_lock" and report.stepped > 0
+    assert {k: h.cache.get(k) for k in before} == before
+    assert _db_view(engine) == rows

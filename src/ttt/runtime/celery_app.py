@@ -268,7 +268,8 @@ def step_shard(self: Any, symbol: str, shard: int, t: float) -> dict[str, Any]:
         ctx.metrics.shard_lag_seconds.labels(symbol, str(int(shard))).set(lag)
     delivery = getattr(self.request, "delivery_info", None) or {}
     log.info(
-        "step_shard %s:%d t=%r status=%s tick=%r stepped=%d seconds=%.4f lag=%.4f task=%s redelivered=%s",
+        "step_shard %s:%d t=%r status=%s tick=%r stepped=%d seconds=%.4f lag=%.4f task=%s redelivered=%s "
+        "trades=%d db_writes=%d",
         symbol,
         int(shard),
         float(t),
@@ -279,6 +280,8 @@ def step_shard(self: Any, symbol: str, shard: int, t: float) -> dict[str, Any]:
         lag,
         self.request.id,
         bool(delivery.get("redelivered")),
+        report.trades,
+        report.db_writes,
     )
     return {"status": report.status, "tick": report.tick, "stepped": report.stepped}
 

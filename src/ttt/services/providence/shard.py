@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from ttt.ports import Cache, LockManager, RunEnd, RunMember, RunProgress, RunStore
 from ttt.providence import reference
@@ -93,8 +94,19 @@ def stored_price_balance(state: Mapping[str, Any]) -> float:
 
 
 def state_text(state: Mapping[str, Any]) -> str:
-    """The stored JSON of a state (§9.2): compact, since every trading run writes it every tick."""
-    return json.dumps(state, separators=(",", ":"))
+    """The stored JSON of a state (§9.2), written for every trading run at every tick.
+
+    orjson is about nine times faster than `json` here. It writes NaN and infinities as `null`, which would
+    store a different state, and a valid state has no `null`: any output holding one is made again by
+    `json`, whose `NaN` the database write then refuses, as it refuses any non-JSON number.
+    """
+    try:
+        raw = orjson.dumps(state)
+    except TypeError:
+        raw = b"null"
+    if b"null" in raw:
+        return json.dumps(state, separators=(",", ":"))
+    return raw.decode()
 
 
 def _end_from_state(run_id: int, t: float, reason: str, state: Mapping[str, Any], balance: float) -> RunEnd:
@@ -242,14 +254,14 @@ class ShardStepper:
         journal = ShardJournal(
             journal.base_t, [e for e in journal.entries if e.t < now] + [entry], dict(ends)
         )
-        self._write_journal(symbol, shard, journal, cfg)
-
+        # A step that outlived its lock writes nothing: the cache may already hold the next holder's tick.
         if self._monotonic() - started > cfg.shard_lock_ttl_s / 3 and not self._locks.extend(
             lock, token, cfg.shard_lock_ttl_s
         ):
             report.status = "lost_lock"
             self._live.pop((symbol, shard), None)
             return report
+        self._write_journal(symbol, shard, journal, cfg)
         recorded = False
         try:
             if progress or ends:
@@ -266,8 +278,13 @@ class ShardStepper:
             journal.pending_ends = {}
         if self._base_due(symbol, shard, journal, now, cfg):
             self._cache.set(shard_base_key(symbol, shard), encode_base(population, now), cfg.state_ttl_s)
-            # the last entries stay as anchors: a process one tick behind catches up without the base
-            journal = ShardJournal(now, journal.entries[-_KEEP_AFTER_BASE:], journal.pending_ends)
+            # The last entries stay as anchors, so a process one tick behind catches up without the base;
+            # not when they hold many joined states, which would be re-encoded at every tick until they age
+            # out (after a cold load, the whole shard): such a process reads the base instead.
+            anchors = journal.entries[-_KEEP_AFTER_BASE:]
+            if sum(len(e.joined) for e in anchors) > _JOINS_PER_BASE:
+                anchors = []
+            journal = ShardJournal(now, anchors, journal.pending_ends)
             self._write_journal(symbol, shard, journal, cfg)
         elif recorded and ends:
             self._write_journal(symbol, shard, journal, cfg)

@@ -4,12 +4,12 @@ This is the hottest write of the system (every trading run's whole state, every 
 gets the statement its server executes best, all with the same meaning: set state, direction, count,
 update time and live PnL of the given runs, and never touch an ended run.
 
-* MariaDB/MySQL: `UPDATE runs JOIN (SELECT … UNION ALL SELECT …) AS v ON runs.id = v.id`. The values are
-  rendered as literals that need no escaping: integers, finite floats, fixed-format timestamps and the
-  state as a hex literal. PyMySQL's per-character escaping of kilobytes of JSON per row, and a CASE with
-  one branch per row that the server scans for every row, cost more than the update itself.
+* MariaDB/MySQL: `UPDATE runs SET col = CASE id WHEN … END … WHERE id IN (…)` with the values rendered as
+  literals that need no escaping: integers, finite floats, fixed-format timestamps and the state as a hex
+  literal. PyMySQL's per-character escaping of kilobytes of JSON per row cost more than the update itself;
+  a JOIN to a derived table of the rows would make the server build an on-disk temporary table.
 * PostgreSQL: `UPDATE … FROM unnest(arrays) AS v(…)`, six bound array parameters.
-* SQLite (the embedded runtime): a cached `CASE id WHEN …` statement with bound parameters.
+* SQLite (the embedded runtime): the same CASE statement with bound parameters, cached per size.
 """
 
 from __future__ import annotations
@@ -69,23 +69,22 @@ def _finite(value: float, what: str) -> float:
     return v
 
 
-def _mysql_row(p: RunProgress) -> str:
-    when = as_utc(p.update_time).strftime("%Y-%m-%d %H:%M:%S.%f")
-    state = p.run_state.encode("utf-8").hex()
-    live = repr(_finite(p.live_pnl, "live_pnl"))
-    return (
-        f"SELECT {int(p.run_id)} AS id, X'{state}' AS s, {int(p.position_direction)} AS p, "
-        f"{int(p.iteration_count)} AS c, TIMESTAMP'{when}' AS u, {live} AS l"
-    )
-
-
 def _write_mysql(conn: Connection, chunk: Sequence[RunProgress]) -> int:
-    values = " UNION ALL ".join(_mysql_row(p) for p in chunk)
+    ids = [int(p.run_id) for p in chunk]
+    states = [f"X'{p.run_state.encode('utf-8').hex()}'" for p in chunk]
+    dirs = [str(int(p.position_direction)) for p in chunk]
+    counts = [str(int(p.iteration_count)) for p in chunk]
+    times = [f"TIMESTAMP'{as_utc(p.update_time).strftime('%Y-%m-%d %H:%M:%S.%f')}'" for p in chunk]
+    pnls = [repr(_finite(p.live_pnl, "live_pnl")) for p in chunk]
+
+    def case(values: list[str]) -> str:
+        return "CASE id " + " ".join(f"WHEN {i} THEN {v}" for i, v in zip(ids, values, strict=True)) + " END"
+
     sql = (
-        f"UPDATE runs JOIN ({values}) AS v ON runs.id = v.id "
-        "SET runs.run_state = CONVERT(v.s USING utf8mb4), runs.position_direction = v.p, "
-        "runs.iteration_count = v.c, runs.update_time = v.u, runs.live_pnl = v.l "
-        "WHERE runs.end_time IS NULL"
+        f"UPDATE runs SET run_state = CONVERT({case(states)} USING utf8mb4), "
+        f"position_direction = {case(dirs)}, iteration_count = {case(counts)}, "
+        f"update_time = {case(times)}, live_pnl = {case(pnls)} "
+        f"WHERE id IN ({','.join(map(str, ids))}) AND end_time IS NULL"
     )
     return int(conn.exec_driver_sql(sql).rowcount)
 

@@ -170,30 +170,30 @@ class RunRepository:
         self, symbol: str, shard: int, known_max_id: int, since: float | None
     ) -> tuple[int, list[RunMember]]:
         """The shard's number of unended runs and those flagged, newer than `known_max_id` or started since
-        `since`, in one round trip: a one-row count LEFT JOINed to the changed rows (none gives one row with
-        NULL columns)."""
-        count = (
-            sa.select(sa.func.count().label("n"))
-            .where(_C.symbol == symbol, _C.shard == shard, _C.end_time.is_(None))
-            .subquery()
-        )
-        r = RUNS.alias("r")
-        changed = [r.c.exit_run.is_(True), r.c.id > known_max_id]
+        `since`, in one round trip. Each kind of change is its own branch of a UNION so that each is an index
+        range (one OR over them scans the whole shard); the count comes as one more row, id NULL."""
+        unended = (_C.symbol == symbol, _C.shard == shard, _C.end_time.is_(None))
+
+        def changed(*where: Any) -> Any:
+            return sa.select(sa.literal(-1).label("n"), _C.id, _C.exit_run, _C.start_time).where(
+                *unended, *where
+            )
+
+        branches = [changed(_C.exit_run.is_(True)), changed(_C.id > known_max_id)]
         if since is not None:
-            changed.append(r.c.start_time >= as_utc(since))
-        on = sa.and_(r.c.symbol == symbol, r.c.shard == shard, r.c.end_time.is_(None), sa.or_(*changed))
-        stmt = (
-            sa.select(count.c.n, r.c.id, r.c.exit_run, r.c.start_time)
-            .select_from(count.outerjoin(r, on))
-            .order_by(r.c.id)
-        )
+            branches.append(changed(_C.exit_run == sa.false(), _C.start_time >= as_utc(since)))
+        count = sa.select(sa.func.count()).where(*unended).scalar_subquery()
+        branches.append(sa.select(count, sa.null(), sa.null(), sa.null()))
         total = 0
-        rows = []
-        for row in self.session.execute(stmt):
-            total = int(row.n)
-            if row.id is not None:
-                rows.append(RunMember(int(row.id), bool(row.exit_run), row.start_time.timestamp(), None))
-        return total, rows
+        rows: dict[int, RunMember] = {}
+        for row in self.session.execute(sa.union(*branches)):
+            if row.id is None:
+                total = int(row.n)
+            else:
+                rows[int(row.id)] = RunMember(
+                    int(row.id), bool(row.exit_run), row.start_time.timestamp(), None
+                )
+        return total, [rows[k] for k in sorted(rows)]
 
     def states(self, run_ids: Sequence[int]) -> dict[int, str]:
         """Stored state text of the given runs (cold load, §9.4)."""
