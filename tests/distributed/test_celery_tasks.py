@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,3 +80,82 @@ def test_sv09_duplicate_step_shard_delivery_returns_at_once(worker_context: obje
     assert second == {"status": "already_processed", "tick": t, "stepped": 0}
     assert {rid: r for rid, r in h.runs(ctx.engine).items() if r.symbol == symbol} == rows_after_first
     assert ctx.cache.get(shard_state_key(symbol, 0)) == cached
+
+
+def test_providence_tasks_are_counted_like_every_other_task(worker_context: object) -> None:
+    """services.md §8.1 `ttt_task_runs_total{task,result}`: supervisor, dispatch and purge through the same
+    accounting as the §2.1 tasks (a held lock is `skipped_locked` and an overrun); shard steps too."""
+    from ttt.runtime import celery_app as c
+    from ttt.services.providence.inputs import TickRecord, tick_key
+    from ttt.services.providence.shard import shard_lock_name
+
+    ctx: Any = worker_context
+
+    def sample(name: str, **labels: str) -> float:
+        return ctx.metrics.registry.get_sample_value(name, labels) or 0.0
+
+    counted = [(c.SUPERVISOR, "ok"), (c.PURGE, "ok"), (c.DISPATCH, "ok"), (c.DISPATCH, "skipped_locked")]
+    counted += [(c.STEP_SHARD, "ok"), (c.STEP_SHARD, "skipped_locked")]
+    before = {k: sample("ttt_task_runs_total", task=k[0], result=k[1]) for k in counted}
+    overruns = sample("ttt_scheduler_overruns_total", task=c.DISPATCH)
+
+    def runs(task: str, result: str) -> float:
+        return sample("ttt_task_runs_total", task=task, result=result) - before[(task, result)]
+
+    assert c.supervisor.apply().get()["created"] > 0
+    assert c.purge.apply().get()["status"] == "ok"
+    token = ctx.locks.acquire("providence:dispatch", 30)
+    assert c.dispatch.apply().get() == {"status": "skipped_locked"}
+    ctx.locks.release("providence:dispatch", token)
+    symbol = h.SYMBOLS[0]
+    t = time.time() + 1.0
+    ctx.cache.set(tick_key(symbol), TickRecord(symbol, t, 100_000.0, 500.0, 0.1).to_json(), 60)
+    held = ctx.locks.acquire(shard_lock_name(symbol, 0), 15)
+    assert c.step_shard.apply(args=(symbol, 0, t)).get()["status"] == "locked"
+    ctx.locks.release(shard_lock_name(symbol, 0), held)
+    assert c.step_shard.apply(args=(symbol, 0, t)).get()["status"] == "stepped"
+
+    assert runs(c.SUPERVISOR, "ok") == 1 and runs(c.PURGE, "ok") == 1
+    assert runs(c.DISPATCH, "skipped_locked") == 1 and runs(c.DISPATCH, "ok") == 0
+    assert sample("ttt_scheduler_overruns_total", task=c.DISPATCH) - overruns == 1
+    assert runs(c.STEP_SHARD, "skipped_locked") == 1 and runs(c.STEP_SHARD, "ok") == 1
+
+
+def test_slot_firings_carry_the_section_2_3_soft_time_limit(tmp_path: Path, pg_url: str) -> None:
+    """What beat publishes on the real broker: factor × period as the soft limit of a slot firing, none
+    for a start-up one-off (it may backfill)."""
+    import json
+
+    import redis
+    import yaml
+
+    from ttt.config import load_settings
+    from ttt.runtime import celery_app as c
+
+    session = h.broker_session()
+    broker = next(session)
+    try:
+        cfg, sec = h.write_config(
+            tmp_path, db_url=pg_url, redis_url=broker, prefix="t:", broker_url=broker, runs=1, shard_size=5
+        )
+        doc = yaml.safe_load(cfg.read_text())
+        doc["scheduler"] = {"periods": {"reconcile": 300, "take_profit": 10}}
+        doc["celery"]["task_soft_time_limit_factor"] = 0.5
+        cfg.write_text(yaml.safe_dump(doc))
+        settings = load_settings(cfg, sec, environ={}, process="beat")
+        assert c.soft_time_limits(settings)[c.RECONCILE] == 150.0
+        c.configure_app(settings)
+        now = time.time()
+        c.send(c.RECONCILE, occasion="slot", at=now)
+        c.send(c.TAKE_PROFIT, occasion="slot", at=now)
+        c.send(c.RECONCILE, occasion="startup", at=now)
+        client = redis.Redis.from_url(broker)
+        queued = [json.loads(m)["headers"] for m in reversed(client.lrange("high_priority", 0, -1))]
+        client.close()
+        assert [(m["task"], m["timelimit"]) for m in queued] == [
+            (c.RECONCILE, [None, 150.0]),
+            (c.TAKE_PROFIT, [None, 5.0]),
+            (c.RECONCILE, [None, None]),
+        ]
+    finally:
+        next(session, None)

@@ -358,17 +358,35 @@ def test_cold_load_from_database_when_cache_is_lost(store: SqlRunStore, engine: 
     assert rows and all(r.id in cached for r in rows)
 
 
-def test_corrupt_state_ends_with_invalid_state(store: SqlRunStore, engine: sa.Engine) -> None:
+@pytest.mark.parametrize("corrupt", ["not a json object", "another symbol", "a state missing a key"])
+def test_corrupt_state_ends_with_invalid_state(store: SqlRunStore, engine: sa.Engine, corrupt: str) -> None:
+    """The bad state ends alone; every other member of the shard joins and steps (the batch is validated
+    at once and, on a failure, run by run)."""
     _supervisor(store, FakeClock(), desired=6, shard_size=50).run()
-    target = next(r.id for r in _rows(engine) if r.symbol == BTC)
+    btc = [r for r in _rows(engine) if r.symbol == BTC]
+    target = btc[0]
+    state = _state(target)
+    if corrupt == "not a json object":
+        text = '{"not": "a state"'
+    elif corrupt == "another symbol":
+        text = json.dumps({**state, "symbol": ETH})
+    else:
+        del state["aprs"]
+        text = json.dumps(state)
     with sa.orm.Session(engine) as s, s.begin():
-        s.execute(sa.update(Run).where(Run.id == target).values(run_state='{"not": "a state"}'))
+        s.execute(
+            sa.update(Run)
+            .where(Run.id == target.id)
+            .values(run_state=json.dumps(text) if corrupt == "not a json object" else text)
+        )
     h = Harness(store, engine)
     h.tick(BTC, T0 + 5, 100_000.0, 300.0, 0.2)
     report = h.stepper.step(BTC, 0, T0 + 5)
-    assert report.ends.get("invalid_state") == 1
-    row = next(r for r in _rows(engine) if r.id == target)
+    assert report.ends == {"invalid_state": 1}
+    assert report.stepped == len(btc) - 1
+    row = next(r for r in _rows(engine) if r.id == target.id)
     assert row.end_reason == "invalid_state" and row.end_balance is None
+    assert set(h.cached_states(BTC, 0)) == {r.id for r in btc[1:]}
 
 
 def test_purge_deletes_ended_unheighted_runs(store: SqlRunStore, engine: sa.Engine) -> None:

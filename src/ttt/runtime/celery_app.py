@@ -25,7 +25,7 @@ from kombu import Queue
 
 from ttt.clock import WallClock
 from ttt.config import Settings, load_settings
-from ttt.services.locking import LockBusy
+from ttt.runtime.tasks_common import SKIPPED, tracked
 
 log = logging.getLogger("ttt.worker")
 
@@ -85,6 +85,16 @@ app.conf.update(
 )
 
 
+_soft_limits: dict[str, float] = {}
+
+
+def soft_time_limits(settings: Settings) -> dict[str, float]:
+    """services.md §2.3: `celery.task_soft_time_limit_factor` × the period of each periodic task."""
+    periods = settings.config.scheduler.periods
+    factor = float(settings.config.celery.task_soft_time_limit_factor)
+    return {name: factor * float(getattr(periods, key)) for name, key in PERIODIC}
+
+
 def configure_app(settings: Settings) -> Celery:
     """Point the app at the configured broker; called by `3t worker`, `3t beat` and at import in children."""
     cfg = settings.config.celery
@@ -92,6 +102,8 @@ def configure_app(settings: Settings) -> Celery:
         broker_url=settings.broker_url(),
         broker_transport_options={"visibility_timeout": int(cfg.visibility_timeout_s)},
     )
+    _soft_limits.clear()
+    _soft_limits.update(soft_time_limits(settings))
     return app
 
 
@@ -229,31 +241,26 @@ def set_context(ctx: WorkerContext | None) -> None:
         _context = ctx
 
 
-def _overrun(ctx: WorkerContext, name: str) -> str:
-    ctx.metrics.scheduler_overruns_total.labels(name).inc()
-    log.info("%s skipped: its lock is held (overrun)", name)
-    return "skipped_locked"
-
-
 @app.task(name=SUPERVISOR)
 def supervisor() -> dict[str, Any]:
     ctx = context()
-    try:
-        ids = ctx.supervisor.run()
-    except LockBusy:
-        return {"status": _overrun(ctx, SUPERVISOR)}
-    return {"status": "ok", "created": len(ids)}
+
+    def work() -> dict[str, Any]:
+        return {"status": "ok", "created": len(ctx.supervisor.run())}
+
+    return tracked(ctx.metrics, SUPERVISOR, work)
 
 
 @app.task(name=DISPATCH)
 def dispatch() -> dict[str, Any]:
     ctx = context()
-    try:
+
+    def work() -> dict[str, Any]:
         report = ctx.dispatcher.dispatch()
-    except LockBusy:
-        return {"status": _overrun(ctx, DISPATCH)}
-    log.info("dispatch t=%r shards=%d", report.t, len(report.jobs))
-    return {"status": "ok", "t": report.t, "shards": len(report.jobs)}
+        log.info("dispatch t=%r shards=%d", report.t, len(report.jobs))
+        return {"status": "ok", "t": report.t, "shards": len(report.jobs)}
+
+    return tracked(ctx.metrics, DISPATCH, work)
 
 
 @app.task(name=STEP_SHARD, bind=True, acks_late=True, reject_on_worker_lost=True)
@@ -261,7 +268,12 @@ def step_shard(self: Any, symbol: str, shard: int, t: float) -> dict[str, Any]:
     """Idempotent per tick (providence.md §18.3): a redelivered or late task returns without stepping."""
     ctx = context()
     started = time.perf_counter()
-    report = ctx.stepper.step(symbol, int(shard), float(t))
+    result = "error"
+    try:
+        report = ctx.stepper.step(symbol, int(shard), float(t))
+        result = SKIPPED if report.status == "locked" else "ok"
+    finally:
+        ctx.metrics.task_runs_total.labels(STEP_SHARD, result).inc()
     seconds = time.perf_counter() - started
     lag = time.time() - float(t)
     if report.status == "stepped":
@@ -291,13 +303,12 @@ def purge() -> dict[str, Any]:
     from ttt.services.providence.purge import purge_runs
 
     ctx = context()
-    try:
-        deleted = purge_runs(
-            ctx.runs, ctx.locks, WallClock(), ctx.settings.config.providence.purge_flagged_after_s
-        )
-    except LockBusy:
-        return {"status": _overrun(ctx, PURGE)}
-    return {"status": "ok", "deleted": deleted}
+
+    def work() -> dict[str, Any]:
+        after_s = ctx.settings.config.providence.purge_flagged_after_s
+        return {"status": "ok", "deleted": purge_runs(ctx.runs, ctx.locks, WallClock(), after_s)}
+
+    return tracked(ctx.metrics, PURGE, work)
 
 
 def beat_kwargs(name: str, occasion: str | None, at: float | None) -> dict[str, Any]:
@@ -325,10 +336,22 @@ def send(
     at: float | None = None,
 ) -> None:
     """Publish one task by name to its routed queue (beat's only way of running work). Beat says why it
-    fires (`occasion` "startup" or "slot", at its start time or the slot time) and gets the arguments."""
+    fires (`occasion` "startup" or "slot", at its start time or the slot time) and gets the arguments.
+
+    A slot firing carries its soft time limit (§2.3; enforced by the prefork pool, where the task sees
+    `SoftTimeLimitExceeded` and counts as an error); a start-up one-off does not, since it may backfill."""
     queue = LOW if name == STEP_SHARD else HIGH
     kwargs = beat_kwargs(name, occasion, at)
-    app.send_task(name, args=args, kwargs=kwargs, queue=queue, routing_key=queue, countdown=countdown)
+    limit = _soft_limits.get(name) if occasion == "slot" else None
+    app.send_task(
+        name,
+        args=args,
+        kwargs=kwargs,
+        queue=queue,
+        routing_key=queue,
+        countdown=countdown,
+        soft_time_limit=limit,
+    )
 
 
 # The rest of the §2.1 tasks register on import (they import `app` and `context` from this module).

@@ -126,21 +126,32 @@ def _invalid_end(run_id: int, t: float, raw: str | None) -> RunEnd:
     return RunEnd(run_id, t, "invalid_state", None, None, raw or "", None, None)
 
 
-def _parse_state(raw: str | None, symbol: str) -> dict[str, Any] | None:
-    """A stored state, or None when it is empty, unparsable or not a state of this symbol."""
+def _decode_state(raw: str | None, symbol: str) -> dict[str, Any] | None:
+    """A stored state's JSON object of this symbol, or None (empty, unparsable, another symbol). Stored
+    states are strict JSON (the columns refuse NaN), so orjson's strictness changes nothing."""
     if not raw:
         return None
     try:
-        state = json.loads(raw)
+        state = orjson.loads(raw)
     except ValueError:
         return None
     if not isinstance(state, dict) or state.get("symbol") != symbol:
         return None
+    return state
+
+
+def _valid(state: Mapping[str, Any], symbol: str) -> bool:
     try:
         Population.from_states(symbol, {0: state})
     except (ValueError, KeyError, TypeError):
-        return None
-    return state
+        return False
+    return True
+
+
+def _parse_state(raw: str | None, symbol: str) -> dict[str, Any] | None:
+    """A stored state, or None when it is empty, unparsable or not a valid state of this symbol."""
+    state = _decode_state(raw, symbol)
+    return state if state is not None and _valid(state, symbol) else None
 
 
 @dataclass(frozen=True)
@@ -466,13 +477,20 @@ class ShardStepper:
         stored = self._store.member_states(wanted)
         joining: dict[int, dict[str, Any]] = {}
         for rid in wanted:
-            raw = stored.get(rid)
-            state = _parse_state(raw, symbol)
+            state = _decode_state(stored.get(rid), symbol)
             if state is None:
-                ends[rid] = _invalid_end(rid, now, raw)
+                ends[rid] = _invalid_end(rid, now, stored.get(rid))
             else:
                 joining[rid] = state
-        if joining:
+        if not joining:
+            return {}
+        try:
+            population.add_runs(joining)  # validates the whole batch and adds nothing on a bad state
+        except (ValueError, KeyError, TypeError):
+            bad = [rid for rid, state in joining.items() if not _valid(state, symbol)]
+            for rid in bad:
+                ends[rid] = _invalid_end(rid, now, stored.get(rid))
+                del joining[rid]
             population.add_runs(joining)
         return joining
 
