@@ -1374,6 +1374,23 @@ class Population:
 
     # ------------------------------------------------------------------ internals: states out
 
+    def _ann_dicts(self, spec: Any, slots: I64) -> list[dict[str, Any]]:
+        """`ann_params` of runs sharing one template, column by column: per-key scalar reads were the
+        largest part of materialising a state."""
+        m = int(slots.shape[0])
+        columns: list[Iterable[Any]] = []
+        for key, kind, const in spec:
+            if kind != "c":
+                columns.append(_restore_column(kind, self._v[_ANN_ARRAYS[key]][slots]))
+            elif isinstance(const, str | int | float | bool | None):
+                columns.append(itertools.repeat(const, m))
+            else:
+                columns.append([copy.deepcopy(const) for _ in range(m)])
+        if not columns:
+            return [{} for _ in range(m)]
+        keys = [key for key, _, _ in spec]
+        return [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=False)]
+
     def _materialize(self, slots: I64, b_run: int) -> list[dict[str, Any]]:
         """Reference states of array runs whose last stepped entry is b_run (exact floats, §17.2).
 
@@ -1435,17 +1452,18 @@ class Population:
                     apr_last[i] = means[j]
                     prev_mean[i] = pmeans[j]
         apu = v["apu"][slots].tolist()
+        tmpls = v["tmpl"][slots]
+        anns: list[dict[str, Any]] = [{} for _ in range(m)]
+        for tid in np.unique(tmpls).tolist():
+            pos = np.flatnonzero(tmpls == tid)
+            for i, ann_i in zip(
+                pos.tolist(), self._ann_dicts(self._templates[tid][0], slots[pos]), strict=True
+            ):
+                anns[i] = ann_i
         out = []
         for i, (slot, rid) in enumerate(zip(slots.tolist(), rids, strict=True)):
-            spec, st_kind, b0_kind, vkinds = self._templates[int(v["tmpl"][slot])]
-            ann: dict[str, Any] = {}
-            for key, kind, const in spec:
-                if kind == "c":
-                    ann[key] = (
-                        const if isinstance(const, str | int | float | bool | None) else copy.deepcopy(const)
-                    )
-                else:
-                    ann[key] = _restore(kind, v[_ANN_ARRAYS[key]][slot])
+            _, st_kind, b0_kind, vkinds = self._templates[int(tmpls[i])]
+            ann = anns[i]
             ac: Any
             al: Any
             if pend[i]:
@@ -1488,6 +1506,11 @@ class Population:
                 }
             )
         return out
+
+
+def _restore_column(kind: str, values: npt.NDArray[Any]) -> list[Any]:
+    """`_restore` over a column, equal value for value."""
+    return [int(x) for x in values.tolist()] if kind == "i" else [float(x) for x in values.tolist()]
 
 
 def _copy_state(state: Mapping[str, Any]) -> dict[str, Any]:
