@@ -97,6 +97,16 @@ def test_dashboard_serves_auth_api_and_db_gauges(
         assert call("/api/v1/cycles/nope", auth)[0] == 404
         for path in ("/api/v1/cycles", "/api/v1/orders?status=FILLED", "/api/v1/epochs"):
             assert call(path, auth)[0] == 200, path
+        status, _, body = call("/api/v1/population", auth)
+        assert status == 200 and json.loads(body) == {
+            "symbols": [],
+            "pnl_histogram": {"edges": [], "counts": []},
+        }
+        assert json.loads(call("/api/v1/positions", auth)[2]) == {"cycle_id": None, "symbols": []}
+        for path in ("/api/v1/fills", "/api/v1/equity"):
+            assert call(path, auth)[0] == 200, path
+        assert call("/api/v1/orders/0xnone", auth)[0] == 404
+        assert call("/api/v1/population")[0] == 401
 
         status, _, body = call("/metrics")
         text = body.decode()

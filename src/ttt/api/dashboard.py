@@ -7,7 +7,7 @@
   A refused request gets 401 with a JSON message.
 * **Market banner.** The index page and `/api/v1/overview` name the market source and why it was chosen,
   styled as a warning for simulated prices, so they are never mistaken for live ones.
-* **Errors.** A bad query parameter is a 400 naming it; an unknown run or cycle is a 404; both JSON.
+* **Errors.** A bad query parameter is a 400 naming it; an unknown run, cycle or order is a 404; both JSON.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import html
 import os
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import uvicorn
@@ -27,6 +27,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from prometheus_client import CollectorRegistry
 
 from ttt.telemetry.metrics import exposition
+
+if TYPE_CHECKING:
+    from ttt.services.dashboard_panels import DashboardPanels
 
 PUBLIC_PATHS = frozenset({"/health", "/metrics", "/login"})
 SESSION_COOKIE = "ttt_dashboard_session"
@@ -40,6 +43,11 @@ ENDPOINTS = (
     ("/api/v1/cycles/{cycle_id}", "one cycle with its per-symbol decisions and audit rows"),
     ("/api/v1/orders", "gateway order records: status, symbol, cycle_id, limit, cursor"),
     ("/api/v1/epochs", "epochs with per-symbol PnL of each height: limit, cursor"),
+    ("/api/v1/population", "active runs per symbol, qualifying runs and Σdir, live_pnl histogram: symbol"),
+    ("/api/v1/positions", "desired, quorum actual, cap and decision per symbol of the latest cycle"),
+    ("/api/v1/orders/{client_order_id}", "one order record with its audit trail and fills"),
+    ("/api/v1/fills", "fills, newest first: symbol, since, limit, cursor"),
+    ("/api/v1/equity", "account value over time and epochs: from, to, step (≤ 2000 points by default)"),
     ("/metrics", "Prometheus exposition"),
 )
 
@@ -103,9 +111,11 @@ def create_dashboard_app(
     market: Callable[[], dict[str, Any] | None] | None = None,
     secure_cookie: bool = False,
     public_health: Callable[[], dict[str, Any]] | None = None,
+    panels: DashboardPanels | None = None,
 ) -> FastAPI:
-    """`queries` (a `DashboardQueries`) adds the list and detail endpoints; `market` feeds the banner;
-    `public_health` answers the unauthenticated `/health` (default: `health`)."""
+    """`queries` (a `DashboardQueries`) adds the list and detail endpoints, `panels` (a
+    `DashboardPanels`) the population, positions, fills, equity and order-detail ones; `market` feeds
+    the banner; `public_health` answers the unauthenticated `/health` (default: `health`)."""
     from ttt.services.dashboard_read import BadRequest, NotFound
 
     app = FastAPI(title="3T dashboard", version="1", docs_url=None, redoc_url=None, openapi_url=None)
@@ -193,6 +203,28 @@ def create_dashboard_app(
         @app.get("/api/v1/epochs")
         def _epochs(request: Request) -> dict[str, Any]:
             return dict(queries.epochs(request.query_params))
+
+    if panels is not None:
+
+        @app.get("/api/v1/population")
+        def _population(request: Request) -> dict[str, Any]:
+            return dict(panels.population(request.query_params))
+
+        @app.get("/api/v1/positions")
+        def _positions() -> dict[str, Any]:
+            return dict(panels.positions())
+
+        @app.get("/api/v1/orders/{client_order_id}")
+        def _order(client_order_id: str) -> dict[str, Any]:
+            return dict(panels.order(client_order_id))
+
+        @app.get("/api/v1/fills")
+        def _fills(request: Request) -> dict[str, Any]:
+            return dict(panels.fills(request.query_params))
+
+        @app.get("/api/v1/equity")
+        def _equity(request: Request) -> dict[str, Any]:
+            return dict(panels.equity(request.query_params))
 
     return app
 

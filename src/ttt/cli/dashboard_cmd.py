@@ -52,6 +52,7 @@ def dashboard(
     from ttt.api.dashboard import create_dashboard_app, serve_foreground
     from ttt.cli.dist_cmd import _check_redis, _config_loaded, _open_store, _settings
     from ttt.runtime.dashboard_service import DashboardDocuments, read_heartbeats
+    from ttt.services.dashboard_panels import DashboardPanels
     from ttt.services.dashboard_read import DashboardQueries
     from ttt.telemetry.metrics import DB_GAUGES_KEY, DbGaugeCollector, Metrics
 
@@ -109,6 +110,7 @@ def dashboard(
         queries=queries,
         market=docs.market,
         public_health=lambda: {"status": "ok"},
+        panels=DashboardPanels(engine, cfg.portfolio),
     )
     problem = _port_free(host, listen_port)
     if problem is not None:

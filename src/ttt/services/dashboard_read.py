@@ -104,7 +104,7 @@ def decode_cursor(raw: str | None, shape: tuple[type, ...]) -> list[Any] | None:
     return key
 
 
-def _page(rows: list[Any], limit: int, key: Any) -> tuple[list[Any], str | None]:
+def keyset_page(rows: list[Any], limit: int, key: Any) -> tuple[list[Any], str | None]:
     """`limit + 1` rows were read: the extra one only says whether another page exists."""
     more = len(rows) > limit
     rows = rows[:limit]
@@ -198,7 +198,7 @@ _ORDER_FIELDS = (
 )
 
 
-def _order_row(o: Any) -> dict[str, Any]:
+def order_row(o: Any) -> dict[str, Any]:
     return _j({name: getattr(o, name) for name in _ORDER_FIELDS})
 
 
@@ -217,7 +217,7 @@ def _epoch_row(e: Any) -> dict[str, Any]:
     )
 
 
-def _audit_row(a: Any) -> dict[str, Any]:
+def audit_row(a: Any) -> dict[str, Any]:
     return _j(
         {
             "id": a.id,
@@ -282,7 +282,7 @@ class DashboardQueries:
             stmt = stmt.where(c.id < cursor[0])
         with self._session() as session, session.begin():
             rows = list(session.execute(stmt.order_by(c.id.desc()).limit(limit + 1)))
-        page, next_cursor = _page(rows, limit, lambda r: [int(r.id)])
+        page, next_cursor = keyset_page(rows, limit, lambda r: [int(r.id)])
         return {"runs": [_run_row(r) for r in page], "next_cursor": next_cursor}
 
     def run(self, run_id: str) -> dict[str, Any]:
@@ -326,7 +326,7 @@ class DashboardQueries:
             rows = list(
                 session.execute(stmt.order_by(c.scheduled_at.desc(), c.cycle_id.desc()).limit(limit + 1))
             )
-        page, next_cursor = _page(
+        page, next_cursor = keyset_page(
             rows, limit, lambda r: [as_utc(r.scheduled_at).timestamp(), str(r.cycle_id)]
         )
         return {"cycles": [_cycle_row(r) for r in page], "next_cursor": next_cursor}
@@ -345,7 +345,7 @@ class DashboardQueries:
             return {
                 **_cycle_row(row),
                 "log": [jsonable(dict(r._mapping)) for r in log_rows],
-                "audit": [_audit_row(a) for a in audit],
+                "audit": [audit_row(a) for a in audit],
             }
 
     def orders(self, params: Mapping[str, str]) -> dict[str, Any]:
@@ -360,8 +360,8 @@ class DashboardQueries:
             stmt = stmt.where(c.id < cursor[0])
         with self._session() as session, session.begin():
             rows = list(session.execute(stmt.order_by(c.id.desc()).limit(limit + 1)))
-        page, next_cursor = _page(rows, limit, lambda r: [int(r.id)])
-        return {"orders": [_order_row(r) for r in page], "next_cursor": next_cursor}
+        page, next_cursor = keyset_page(rows, limit, lambda r: [int(r.id)])
+        return {"orders": [order_row(r) for r in page], "next_cursor": next_cursor}
 
     def epochs(self, params: Mapping[str, str]) -> dict[str, Any]:
         limit = parse_limit(params.get("limit"))
@@ -372,7 +372,7 @@ class DashboardQueries:
             stmt = stmt.where(c.id < cursor[0])
         with self._session() as session, session.begin():
             rows = list(session.execute(stmt.order_by(c.id.desc()).limit(limit + 1)))
-            page, next_cursor = _page(rows, limit, lambda r: [int(r.id)])
+            page, next_cursor = keyset_page(rows, limit, lambda r: [int(r.id)])
             heights = [int(r.height) for r in page if r.height is not None]
             pnl: dict[int, dict[str, float]] = {}
             if heights:
@@ -440,7 +440,7 @@ class DashboardQueries:
                 .order_by(a.id.desc())
                 .limit(ALERTS_LIMIT)
             ).all()
-        return [_audit_row(r) for r in rows]
+        return [audit_row(r) for r in rows]
 
     def market_from_audit(self) -> dict[str, Any] | None:
         """The market source of the newest `config.loaded` row that names one (written by the feed)."""
