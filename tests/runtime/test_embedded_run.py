@@ -140,8 +140,17 @@ def test_sv08_run_ticks_serves_metrics_stops_cleanly_and_resumes(tmp_path: Path)
                 break
             time.sleep(0.5)
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        api = {
+            path: httpx.get(f"http://127.0.0.1:{port}/api/v1/{path}", timeout=5).json()
+            for path in ("runs?state=active&limit=500", "population", "positions", "fills", "orders")
+        }
     finally:
         out = _stop(proc)
+    # the full JSON API of §9 on the embedded dashboard, read from the run's own database
+    assert len(api["runs?state=active&limit=500"]["runs"]) == 60
+    assert sum(s["active"] for s in api["population"]["symbols"]) == 60
+    assert api["positions"]["cycle_id"] is not None and api["positions"]["symbols"]
+    assert api["fills"]["fills"] and api["orders"]["orders"]
     assert overview["market"] == {"source": "synthetic", "reason": "forced", "exchange": "paper"}
     assert overview["shard_steps"] >= 30, overview
     assert "ttt_providence_shard_step_seconds_count" in metrics

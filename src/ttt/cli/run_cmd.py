@@ -300,8 +300,11 @@ def run(
     """Run everything in one process (S1): scheduler, Providence, feed, paper exchange, dashboard."""
     from ttt.api.dashboard import BackgroundServer, create_dashboard_app
     from ttt.config import load_settings
+    from ttt.runtime.dashboard_service import exchange_name
     from ttt.runtime.embedded import EmbeddedRuntime, status_snapshot
     from ttt.runtime.market import info_url, probe_all_mids, resolve_market
+    from ttt.services.dashboard_panels import DashboardPanels
+    from ttt.services.dashboard_read import DashboardQueries
     from ttt.telemetry.logs import setup_logging
 
     state: CliState = ctx.obj
@@ -340,7 +343,19 @@ def run(
     def overview() -> dict[str, Any]:
         return status_snapshot(runtime)
 
-    app = create_dashboard_app(runtime.metrics.registry, overview, overview)
+    secret = settings.secrets.dashboard.token
+    token = secret.get_secret_value() if secret is not None else None
+    market_doc = {"source": choice.source, "reason": choice.reason, "exchange": exchange_name(cfg)}
+    app = create_dashboard_app(
+        runtime.metrics.registry,
+        overview,
+        overview,
+        token=token or None,
+        queries=DashboardQueries(runtime.engine),
+        market=lambda: market_doc,
+        public_health=lambda: {"status": "ok"},
+        panels=DashboardPanels(runtime.engine, cfg.portfolio),
+    )
     server = BackgroundServer(app, cfg.dashboard.bind, cfg.dashboard.port)
 
     def _stop(signum: int, _frame: Any) -> None:
