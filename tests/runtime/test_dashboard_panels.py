@@ -737,3 +737,36 @@ def test_http_shapes_errors_and_auth(sqlite_engine: Engine) -> None:
     missing = client.get("/api/v1/orders/0xunknown", headers=auth)
     assert missing.status_code == 404 and "0xunknown" in missing.json()["message"]
     assert TOKEN not in json.dumps([population.json(), fills, order])
+
+
+def test_cycle_pages_follow_ties_without_gaps_or_repeats(engine: Engine) -> None:
+    """Cycles sharing a scheduled_at are ordered by id; the cursor carries the time as ISO text."""
+    from sqlalchemy.orm import Session
+
+    from ttt.adapters.db.models import ReconciliationCycle
+    from ttt.services.dashboard_read import DashboardQueries
+
+    at = [datetime(2026, 11, 24, 12, 0, 0, us, tzinfo=UTC) for us in (1, 1, 2, 999_999, 999_999)]
+    with Session(engine) as session, session.begin():
+        for k, when in enumerate(at):
+            session.add(
+                ReconciliationCycle(
+                    cycle_id=f"c{k}",
+                    trigger="sched",
+                    scheduled_at=when,
+                    outcome="completed",
+                    symbols=0,
+                    orders_sent=0,
+                    holds=0,
+                )
+            )
+    queries = DashboardQueries(engine)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = queries.cycles({"limit": "2", **({"cursor": cursor} if cursor else {})})
+        seen += [c["cycle_id"] for c in page["cycles"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ["c4", "c3", "c2", "c1", "c0"]

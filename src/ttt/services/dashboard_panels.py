@@ -41,6 +41,7 @@ from ttt.services.dashboard_read import (
     BadRequest,
     NotFound,
     audit_row,
+    cursor_time,
     decode_cursor,
     keyset_page,
     order_row,
@@ -108,16 +109,6 @@ def parse_step(raw: str | None) -> float | None:
     if not math.isfinite(value) or value <= 0:
         raise BadRequest(f"step={raw!r}: must be a number of seconds > 0")
     return value
-
-
-def _cursor_time(raw: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        raise BadRequest("cursor: not a cursor this API returned") from None
-    if parsed.tzinfo is None:
-        raise BadRequest("cursor: not a cursor this API returned")
-    return parsed.astimezone(UTC)
 
 
 def _db_time(value: Any) -> datetime:
@@ -361,7 +352,7 @@ class DashboardPanels:
         if since is not None:
             stmt = stmt.where(c.exchange_time >= since)
         if cursor is not None:
-            at = _cursor_time(cursor[0])
+            at = cursor_time(cursor[0])
             stmt = stmt.where(sa.or_(c.exchange_time < at, sa.and_(c.exchange_time == at, c.id < cursor[1])))
         with self._session() as session, session.begin():
             rows = list(session.execute(stmt.order_by(c.exchange_time.desc(), c.id.desc()).limit(limit + 1)))

@@ -104,6 +104,18 @@ def decode_cursor(raw: str | None, shape: tuple[type, ...]) -> list[Any] | None:
     return key
 
 
+def cursor_time(raw: str) -> datetime:
+    """The timestamp part of a keyset cursor, as ISO text: it keeps the stored microseconds exactly, where
+    float epoch seconds do only while their resolution stays under half a microsecond (until ~2100)."""
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        raise BadRequest("cursor: not a cursor this API returned") from None
+    if parsed.tzinfo is None:
+        raise BadRequest("cursor: not a cursor this API returned")
+    return parsed.astimezone(UTC)
+
+
 def keyset_page(rows: list[Any], limit: int, key: Any) -> tuple[list[Any], str | None]:
     """`limit + 1` rows were read: the extra one only says whether another page exists."""
     more = len(rows) > limit
@@ -314,11 +326,11 @@ class DashboardQueries:
 
     def cycles(self, params: Mapping[str, str]) -> dict[str, Any]:
         limit = parse_limit(params.get("limit"))
-        cursor = decode_cursor(params.get("cursor"), (float, str))
+        cursor = decode_cursor(params.get("cursor"), (str, str))
         c = _CYCLES.c
         stmt = sa.select(_CYCLES)
         if cursor is not None:
-            at = as_utc(cursor[0])
+            at = cursor_time(cursor[0])
             stmt = stmt.where(
                 sa.or_(c.scheduled_at < at, sa.and_(c.scheduled_at == at, c.cycle_id < cursor[1]))
             )
@@ -327,7 +339,7 @@ class DashboardQueries:
                 session.execute(stmt.order_by(c.scheduled_at.desc(), c.cycle_id.desc()).limit(limit + 1))
             )
         page, next_cursor = keyset_page(
-            rows, limit, lambda r: [as_utc(r.scheduled_at).timestamp(), str(r.cycle_id)]
+            rows, limit, lambda r: [as_utc(r.scheduled_at).isoformat(), str(r.cycle_id)]
         )
         return {"cycles": [_cycle_row(r) for r in page], "next_cursor": next_cursor}
 
