@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -123,6 +124,17 @@ def test_dashboard_serves_auth_api_and_db_gauges(
         assert call("/login", data=b"token=wrong")[0] == 401
         status, _, body = call("/", auth)
         assert status == 200 and b"MARKET DATA" in body
+
+        # An open event stream (a browser tab) must not hold the shutdown: one SIGTERM, a prompt exit 0.
+        stream = socket.create_connection(("127.0.0.1", port), timeout=10)
+        stream.sendall(
+            f"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode()
+        )
+        assert b"retry:" in stream.recv(4096) or b"retry:" in stream.recv(4096)
+        proc.popen.send_signal(signal.SIGTERM)
+        proc.popen.wait(15)
+        assert "graceful shutdown exceeded" not in proc.text(), "the event stream held the shutdown"
+        stream.close()
     finally:
         proc.stop(signal.SIGTERM, timeout=30)
     assert proc.popen.returncode == 0, proc.text()[-3000:]

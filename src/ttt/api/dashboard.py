@@ -23,12 +23,13 @@ from urllib.parse import parse_qs
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from prometheus_client import CollectorRegistry
 
 from ttt.telemetry.metrics import exposition
 
 if TYPE_CHECKING:
+    from ttt.services.dashboard_events import DashboardEvents
     from ttt.services.dashboard_panels import DashboardPanels
 
 PUBLIC_PATHS = frozenset({"/health", "/metrics", "/login"})
@@ -48,6 +49,7 @@ ENDPOINTS = (
     ("/api/v1/orders/{client_order_id}", "one order record with its audit trail and fills"),
     ("/api/v1/fills", "fills, newest first: symbol, since, limit, cursor"),
     ("/api/v1/equity", "account value over time and epochs: from, to, step (≤ 2000 points by default)"),
+    ("/api/v1/events", "Server-Sent Events: price, balance, order, alert, cycle; Last-Event-ID resumes"),
     ("/metrics", "Prometheus exposition"),
 )
 
@@ -112,10 +114,12 @@ def create_dashboard_app(
     secure_cookie: bool = False,
     public_health: Callable[[], dict[str, Any]] | None = None,
     panels: DashboardPanels | None = None,
+    events: DashboardEvents | None = None,
 ) -> FastAPI:
     """`queries` (a `DashboardQueries`) adds the list and detail endpoints, `panels` (a
-    `DashboardPanels`) the population, positions, fills, equity and order-detail ones; `market` feeds
-    the banner; `public_health` answers the unauthenticated `/health` (default: `health`)."""
+    `DashboardPanels`) the population, positions, fills, equity and order-detail ones; `events` (over
+    the process's cache) feeds `/api/v1/events`, which answers 503 without it so clients poll; `market`
+    feeds the banner; `public_health` answers the unauthenticated `/health` (default: `health`)."""
     from ttt.services.dashboard_read import BadRequest, NotFound
 
     app = FastAPI(title="3T dashboard", version="1", docs_url=None, redoc_url=None, openapi_url=None)
@@ -178,6 +182,19 @@ def create_dashboard_app(
     def _api_health() -> dict[str, Any]:
         return health()
 
+    @app.get("/api/v1/events")
+    async def _events(request: Request) -> Response:
+        if events is None:
+            return _error(
+                503,
+                "unavailable",
+                "no live event stream: this process shares no cache with the writers "
+                "(cache.backend memory outside 3t run); poll the JSON endpoints",
+            )
+        body = events.stream(request.headers.get("last-event-id"), request.is_disconnected)
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+
     if queries is not None:
 
         @app.get("/api/v1/runs")
@@ -232,32 +249,60 @@ def create_dashboard_app(
 class ForegroundServer(uvicorn.Server):
     """uvicorn in the main thread with the shutdown of services.md §1.4: the first SIGINT/SIGTERM stops
     serving and the process exits 0 (plain uvicorn re-raises the signal after shutdown, so the exit
-    status would say "killed"); a second signal exits at once."""
+    status would say "killed"); a second signal exits at once. `on_stop` runs when stopping begins: open
+    event streams never end by themselves, and uvicorn waits for every open response."""
+
+    def __init__(self, config: uvicorn.Config, on_stop: Callable[[], None] | None = None) -> None:
+        super().__init__(config)
+        self._on_stop = on_stop
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         if self.should_exit:
             os._exit(130)
         self.should_exit = True
+        if self._on_stop is not None:
+            self._on_stop()
 
 
-def serve_foreground(app: FastAPI, host: str, port: int, log_level: str) -> None:
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
-    ForegroundServer(config).run()
+GRACEFUL_SHUTDOWN_S = 5
+
+
+def serve_foreground(
+    app: FastAPI, host: str, port: int, log_level: str, on_stop: Callable[[], None] | None = None
+) -> None:
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+    ForegroundServer(config, on_stop).run()
 
 
 class BackgroundServer:
-    """uvicorn in a daemon thread, stopped cleanly on shutdown."""
+    """uvicorn in a daemon thread, stopped cleanly on shutdown (`on_stop` first, as in the foreground)."""
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    def __init__(self, app: FastAPI, host: str, port: int, on_stop: Callable[[], None] | None = None) -> None:
         config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"http-{port}", daemon=True)
+        self._on_stop = on_stop
 
     def start(self) -> None:
         self.thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
+        if self._on_stop is not None:
+            self._on_stop()
         self.server.should_exit = True
         self.thread.join(timeout_s)

@@ -48,10 +48,11 @@ def dashboard(
     port: Annotated[int | None, typer.Option("--port", help="Overrides dashboard.port.")] = None,
 ) -> None:
     """Start the web dashboard, JSON API and DB-derived metrics."""
-    from ttt.adapters.cache.redis_cache import make_redis_client
+    from ttt.adapters.cache.redis_cache import RedisCache, make_redis_client
     from ttt.api.dashboard import create_dashboard_app, serve_foreground
     from ttt.cli.dist_cmd import _check_redis, _config_loaded, _open_store, _settings
     from ttt.runtime.dashboard_service import DashboardDocuments, read_heartbeats
+    from ttt.services.dashboard_events import DashboardEvents
     from ttt.services.dashboard_panels import DashboardPanels
     from ttt.services.dashboard_read import DashboardQueries
     from ttt.telemetry.metrics import DB_GAUGES_KEY, DbGaugeCollector, Metrics
@@ -81,6 +82,7 @@ def dashboard(
     prefix = cfg.cache.prefix
     heartbeats = None
     cache_ping = None
+    events = None
     if client is not None:
         redis_client = client
 
@@ -94,6 +96,7 @@ def dashboard(
             return read_heartbeats(redis_client, prefix)
 
         cache_ping = redis_client.ping
+        events = DashboardEvents(RedisCache(redis_client, prefix), refresh_s=cfg.dashboard.refresh_s)
     queries = DashboardQueries(engine)
     docs = DashboardDocuments(settings, queries, heartbeats=heartbeats, cache_ping=cache_ping)
     secret = settings.secrets.dashboard.token
@@ -111,6 +114,7 @@ def dashboard(
         market=docs.market,
         public_health=lambda: {"status": "ok"},
         panels=DashboardPanels(engine, cfg.portfolio),
+        events=events,
     )
     problem = _port_free(host, listen_port)
     if problem is not None:
@@ -123,7 +127,9 @@ def dashboard(
         )
     err_console.print(f"3t dashboard listening on http://{host}:{listen_port}", markup=False)
     try:
-        serve_foreground(app, host, listen_port, cfg.observability.log_level.lower())
+        serve_foreground(
+            app, host, listen_port, cfg.observability.log_level.lower(), events.close if events else None
+        )
     finally:
         engine.dispose()
         if client is not None:

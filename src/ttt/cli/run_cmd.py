@@ -303,6 +303,7 @@ def run(
     from ttt.runtime.dashboard_service import exchange_name
     from ttt.runtime.embedded import EmbeddedRuntime, status_snapshot
     from ttt.runtime.market import info_url, probe_all_mids, resolve_market
+    from ttt.services.dashboard_events import DashboardEvents
     from ttt.services.dashboard_panels import DashboardPanels
     from ttt.services.dashboard_read import DashboardQueries
     from ttt.telemetry.logs import setup_logging
@@ -346,6 +347,7 @@ def run(
     secret = settings.secrets.dashboard.token
     token = secret.get_secret_value() if secret is not None else None
     market_doc = {"source": choice.source, "reason": choice.reason, "exchange": exchange_name(cfg)}
+    events = DashboardEvents(runtime.cache, refresh_s=cfg.dashboard.refresh_s)
     app = create_dashboard_app(
         runtime.metrics.registry,
         overview,
@@ -355,8 +357,9 @@ def run(
         market=lambda: market_doc,
         public_health=lambda: {"status": "ok"},
         panels=DashboardPanels(runtime.engine, cfg.portfolio),
+        events=events,
     )
-    server = BackgroundServer(app, cfg.dashboard.bind, cfg.dashboard.port)
+    server = BackgroundServer(app, cfg.dashboard.bind, cfg.dashboard.port, on_stop=events.close)
 
     def _stop(signum: int, _frame: Any) -> None:
         if runtime.stop_event.is_set():
