@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,15 @@ class Mids:
             with self._lock:
                 return 200, dict(self._mids)
         return 400, {"error": f"unexpected request {body!r}"}
+
+
+@contextlib.contextmanager
+def taken_port() -> Iterator[int]:
+    """A local port some other listener holds, for the "port in use" answers."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        yield int(taken.getsockname()[1])
 
 
 def s2_config(

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from tests.runtime.rows import reconciliation_log_row
 from ttt.adapters.db.engine import make_engine
 from ttt.adapters.db.migrate import upgrade
 from ttt.adapters.db.models import (
@@ -406,32 +407,7 @@ def _cycle(cycle_id: str, at: float, outcome: str = "completed") -> dict[str, An
 
 
 def _log(cycle_id: str, symbol: str, **fields: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "cycle_id": cycle_id,
-        "symbol": symbol,
-        "desired_status": "value",
-        "desired_reason": None,
-        "desired": None,
-        "desired_clamped": None,
-        "actual": None,
-        "quorum_status": "ok",
-        "margin_used": None,
-        "cap": None,
-        "decision_row": None,
-        "side": None,
-        "size": None,
-        "size_rounded": None,
-        "price": None,
-        "notional": None,
-        "threshold": 12.5,
-        "gate": "n/a",
-        "outcome": "no_action",
-        "hold_reason": None,
-        "client_order_id": None,
-        "created_at": T0,
-    }
-    row.update(fields)
-    return row
+    return reconciliation_log_row(cycle_id, symbol, T0, **{"threshold": 12.5, **fields})
 
 
 def _audit(kind: str, message: str, at: float, **fields: Any) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from rich.console import Console
 from sqlalchemy.engine import Engine
 
+from tests.runtime.rows import reconciliation_log_row
 from ttt.adapters.db.engine import make_engine
 from ttt.adapters.db.migrate import upgrade
 from ttt.adapters.db.models import BalanceSnapshot, OrderRecord, ReconciliationCycle, Run, table_of
@@ -77,32 +78,7 @@ def _venue(engine: Engine) -> tuple[int, int]:
 
 
 def _log_row(cycle_id: str, symbol: str, at: datetime, **fields: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "cycle_id": cycle_id,
-        "symbol": symbol,
-        "desired_status": "value",
-        "desired_reason": None,
-        "desired": None,
-        "desired_clamped": None,
-        "actual": None,
-        "quorum_status": "ok",
-        "margin_used": None,
-        "cap": None,
-        "decision_row": None,
-        "side": None,
-        "size": None,
-        "size_rounded": None,
-        "price": 100_000.0,
-        "notional": None,
-        "threshold": 10.0,
-        "gate": "n/a",
-        "outcome": "no_action",
-        "hold_reason": None,
-        "client_order_id": None,
-        "created_at": at,
-    }
-    row.update(fields)
-    return row
+    return reconciliation_log_row(cycle_id, symbol, at, **{"price": 100_000.0, "threshold": 10.0, **fields})
 
 
 def _cycle(cycle_id: str, at: datetime) -> ReconciliationCycle:

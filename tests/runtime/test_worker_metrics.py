@@ -7,7 +7,6 @@ from __future__ import annotations
 import glob
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -87,10 +86,7 @@ def test_prefork_worker_and_beat_serve_metrics(
 def test_worker_metrics_port_in_use_is_one_line_and_exit_1(
     tmp_path: Path, pg_url: str, redis_url: str, redis_prefix: str
 ) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen(1)
-        port = taken.getsockname()[1]
+    with s.taken_port() as port:
         cfg, sec = s.s2_config(
             tmp_path, db_url=pg_url, redis_url=redis_url, prefix=redis_prefix, metrics_port=port
         )

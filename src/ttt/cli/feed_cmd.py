@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
-from typing import Any
 
 import typer
 
 from ttt.cli.context import err_console
+from ttt.cli.signals import stop_on_signals
 
 log = logging.getLogger("ttt.feed")
 
@@ -72,14 +71,7 @@ def feed(ctx: typer.Context) -> None:
         market_source=choice.source,
     )
 
-    def _stop(signum: int, _frame: Any) -> None:
-        if process.stop_event.is_set():
-            os._exit(130)  # second signal: exit at once (§1.4)
-        log.info("feed: signal %d, stopping", signum)
-        process.stop_event.set()
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    stop_on_signals(process.stop_event, log, "feed")
     where = f", metrics {listener.url}" if listener is not None else ""
     err_console.print(
         f"3t feed {instance}: {process.transport} prices for {len(cfg.universe.symbols)} symbols, "

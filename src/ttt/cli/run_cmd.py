@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -20,6 +18,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from ttt.cli.context import CliState, console, err_console
+from ttt.cli.signals import stop_on_signals
 from ttt.errors import ConfigError
 
 log = logging.getLogger("ttt.run")
@@ -361,14 +360,7 @@ def run(
     )
     server = BackgroundServer(app, cfg.dashboard.bind, cfg.dashboard.port, on_stop=events.close)
 
-    def _stop(signum: int, _frame: Any) -> None:
-        if runtime.stop_event.is_set():
-            os._exit(130)  # second signal: exit at once (§1.4)
-        log.info("signal %d: shutting down", signum)
-        runtime.stop_event.set()
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    stop_on_signals(runtime.stop_event, log, "run")
     runtime.start()
     server.start()
     live_status = status and sys.stderr.isatty() and not state.json
