@@ -49,7 +49,7 @@ SOURCES = (
     Source("events", EVENTS_STREAM),
 )
 _BY_NAME = {s.name: s for s in SOURCES}
-# The kinds the reconciliation cycle audits (reconcile.py); nothing publishes them to the stream yet.
+# The kinds the reconciliation cycle audits and publishes once the audit row is committed (reconcile.py).
 CYCLE_KINDS = frozenset({"cycle.start", "cycle.end"})
 ALERT_SEVERITIES = frozenset({"warning", "critical"})
 _FIRST_READ = 16

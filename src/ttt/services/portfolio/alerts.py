@@ -167,6 +167,41 @@ class AlertSink:
             self._emit(alert)
         return emit
 
+    def publish(
+        self,
+        kind: str,
+        severity: str,
+        *,
+        component: str,
+        reason: str = "",
+        symbol: str | None = None,
+        cycle_id: str | None = None,
+        ts: float | None = None,
+        message: str = "",
+    ) -> None:
+        """One entry of `ttt:stream:events` (services.md §5), the dashboard's live feed of alerts and
+        audited events such as cycle starts and ends. Best effort: the stream is a view, the audit log is
+        the record, so a cache failure is logged and never reaches the caller."""
+        if self._cache is None:
+            return
+        try:
+            self._cache.xadd(
+                EVENTS_STREAM,
+                {
+                    "kind": kind,
+                    "severity": severity,
+                    "component": component,
+                    "reason": reason,
+                    "symbol": symbol or "",
+                    "cycle_id": cycle_id or "",
+                    "ts": self._clock.now() if ts is None else ts,
+                    "message": message,
+                },
+                self._events_maxlen,
+            )
+        except Exception as exc:
+            log.warning("event %s/%s: event stream not written: %s", kind, reason, exc)
+
     def _emit(self, alert: Alert) -> None:
         level = logging.ERROR if alert.severity == "critical" else logging.WARNING
         log.log(
@@ -184,24 +219,16 @@ class AlertSink:
             except Exception as exc:  # the caller is already handling a failure; never add another
                 log.error("alert %s: audit row not written: %s", alert.reason, exc)
         stamp = datetime.fromtimestamp(alert.ts, UTC).isoformat()
-        if self._cache is not None:
-            try:
-                self._cache.xadd(
-                    EVENTS_STREAM,
-                    {
-                        "kind": "alert",
-                        "severity": alert.severity,
-                        "component": alert.component,
-                        "reason": alert.reason,
-                        "symbol": alert.symbol or "",
-                        "cycle_id": alert.cycle_id or "",
-                        "ts": alert.ts,
-                        "message": alert.message,
-                    },
-                    self._events_maxlen,
-                )
-            except Exception as exc:
-                log.warning("alert %s: event stream not written: %s", alert.reason, exc)
+        self.publish(
+            "alert",
+            alert.severity,
+            component=alert.component,
+            reason=alert.reason,
+            symbol=alert.symbol,
+            cycle_id=alert.cycle_id,
+            ts=alert.ts,
+            message=alert.message,
+        )
         if self._webhook_url:
             body = {
                 "ts": stamp,

@@ -464,6 +464,15 @@ class ReconcileService:
         if result.outcome == "duplicate":
             self._count_cycle(result.trigger, "duplicate")
             return result
+        self._alerts.publish(
+            "cycle.start",
+            "info",
+            component=COMPONENT,
+            reason=result.trigger,
+            cycle_id=result.cycle_id,
+            ts=started,
+            message=f"cycle {result.cycle_id} started",
+        )
         try:
             self._cycle_body(result, universe)
             result.outcome = "completed"
@@ -509,6 +518,17 @@ class ReconcileService:
                 )
         except SQLAlchemyError as exc:
             self._alert(result, "audit_unavailable", "critical", message=f"cycle end not recorded: {exc}")
+        else:
+            self._alerts.publish(
+                "cycle.end",
+                "info" if result.outcome == "completed" else "critical",
+                component=COMPONENT,
+                reason=result.outcome,
+                cycle_id=result.cycle_id,
+                ts=now,
+                message=f"cycle {result.cycle_id} {result.outcome}: {result.orders_sent} orders, "
+                f"{result.holds} holds",
+            )
         self._count_cycle(result.trigger, result.outcome)
         if self._metrics is not None:
             self._metrics.reconciliation_cycle_seconds.observe(max(0.0, now - started))
