@@ -10,8 +10,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from ttt.adapters.db.engine import make_engine
+from ttt.adapters.db.migrate import upgrade
 from ttt.adapters.db.models import Run
 from ttt.adapters.db.repositories import SqlRunStore, choose_shard
+from ttt.adapters.db.repositories.run_progress import update_progress
 from ttt.adapters.db.repositories.runs import RUNS
 from ttt.adapters.db.uow import UnitOfWork
 from ttt.ports import NewRun, RunEnd, RunProgress, RunStore
@@ -176,6 +179,30 @@ def test_progress_write_stores_any_state_text_exactly(engine: Engine) -> None:
         assert (r.position_direction, r.iteration_count, r.live_pnl) == (-k, 1000 + k, -0.1 * k)
         assert r.update_time == datetime.fromtimestamp(T0 + 7, UTC).replace(microsecond=k)
     assert rows[ids[0]].end_time is None
+
+
+def test_progress_write_means_the_same_without_backslash_escapes(mariadb_url: str) -> None:
+    """MariaDB's literals must not depend on the session's sql_mode: under NO_BACKSLASH_ESCAPES a backslash
+    is an ordinary character, so an escaped literal would store different text."""
+    engine = make_engine(mariadb_url)
+    upgrade(engine)
+    with UnitOfWork(engine) as uow:
+        ids = uow.runs.insert_many([_new_run(i) for i in range(len(AWKWARD_TEXTS))])
+    states: dict[int, dict[str, str]] = {}
+    for k, (rid, text) in enumerate(zip(ids, AWKWARD_TEXTS, strict=True)):
+        states[rid] = {"text": text, "q": "it's", "b": "a\\b"} if k % 2 else {"plain": "caf\u00e9 [1, 2]"}
+    progress = [
+        RunProgress(rid, json.dumps(st, ensure_ascii=False), 1, 9, T0 + 9, 0.5) for rid, st in states.items()
+    ]
+    with engine.begin() as conn:
+        conn.exec_driver_sql("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')")
+        try:
+            assert update_progress(conn, progress) == len(ids)
+        finally:
+            conn.exec_driver_sql("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")
+    rows = _all_rows(engine)
+    engine.dispose()
+    assert {rid: json.loads(rows[rid].run_state) for rid in ids} == states
 
 
 @pytest.mark.parametrize("bad", ['{"x": NaN}', '{"x": [Infinity]}', '{"x": -Infinity}'])
