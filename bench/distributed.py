@@ -52,6 +52,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy CPU-seconds of the whole machine, wall seconds) from /proc/stat: the honest cost of a run-tick
+    counts the database and the cache, which run on the same cores as the workers."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:8]]
+    idle = fields[3] + fields[4]
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK"), time.monotonic()
+
+
 def created(db_url: str) -> int:
     engine = sa.create_engine(db_url)
     try:
@@ -152,6 +160,7 @@ def bench_size(n: int, ticks: int, warmup: int, shard_size: int, workdir: Path) 
         h.wait_for(lambda: len(h.dispatch_ticks(high)) >= warm_until, 60 * warmup + 1800, "warm-up", procs, 1)
         print(f"N={n}: warm-up ({warmup} more ticks) done", flush=True)
         start_ticks = len(h.dispatch_ticks(high))
+        cpu_start = machine_cpu()
         h.wait_for(
             lambda: len(h.dispatch_ticks(high)) >= start_ticks + ticks + 1,
             60 * ticks + 600,
@@ -159,6 +168,7 @@ def bench_size(n: int, ticks: int, warmup: int, shard_size: int, workdir: Path) 
             procs,
             1,
         )
+        cpu_end = machine_cpu()
         beat.stop()
         time.sleep(CADENCE_S)
         measured = h.dispatch_ticks(high)[start_ticks : start_ticks + ticks]
@@ -191,6 +201,16 @@ def bench_size(n: int, ticks: int, warmup: int, shard_size: int, workdir: Path) 
             f"mean_step={statistics.fmean([x[2] for x in window]) if window else float('nan'):.3f}s "
             f"trades={trades / max(1, run_ticks):.1%} "
             f"db_writes={writes / max(1, run_ticks):.1%} of run-ticks",
+            flush=True,
+        )
+        busy_cores = (cpu_end[0] - cpu_start[0]) / max(1e-9, cpu_end[1] - cpu_start[1])
+        rate = run_ticks / span
+        cores = os.cpu_count() or 1
+        print(
+            f"N={n}: machine busy {busy_cores:.2f} of {cores} cores while measuring = "
+            f"{busy_cores * 1e6 / max(1.0, rate):.1f} µs of CPU per run-tick (all processes: workers, "
+            f"MariaDB, Redis, beat, feed); at that cost the whole machine would carry "
+            f"≈{rate * cores / busy_cores:,.0f} run-ticks/s",
             flush=True,
         )
     finally:
