@@ -1,7 +1,11 @@
 """`3t sim-exchange`: serve the Hyperliquid API over the paper engine (services.md §7.4).
 
-`--db` is accepted but the simulator keeps its state in memory for now (the paper tables are not wired
-into the store yet); restarting it starts a fresh venue.
+Without `--db` the venue lives in memory and a restart starts a fresh one. With `--db PATH` it lives in
+the paper tables of that SQLite file (created and migrated on start): accounts, positions, leverage,
+orders, fills, ledger and funding survive a restart, and `--wallet` funds only accounts the file does
+not hold yet. Not persisted: agents approved with `approveAgent` (pass them again with `--agent`),
+nonces, scheduled cancels, isolated-margin records, counters and faults. `POST /_sim/reset` empties the
+file. `/ws` serves the `trades` and `allMids` subscriptions from the same prices as `/info`.
 """
 
 from __future__ import annotations
@@ -81,7 +85,12 @@ def sim_exchange(
     host: Annotated[str, typer.Option("--host", help="Listen address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Listen port.")] = 3001,
     db: Annotated[
-        Path | None, typer.Option("--db", help="State database (accepted; state is in memory).")
+        Path | None,
+        typer.Option(
+            "--db",
+            help="SQLite file keeping accounts, positions, orders, fills and funding across restarts "
+            "(not agents or nonces). Default: in memory.",
+        ),
     ] = None,
     source: Annotated[str, typer.Option("--source", help="synthetic | replay")] = "synthetic",
     data: Annotated[Path | None, typer.Option("--data", help="Replay data directory or file.")] = None,
@@ -95,8 +104,10 @@ def sim_exchange(
     strict: Annotated[bool, typer.Option("--strict", help="Reject forbidden actions.")] = False,
     test_api: Annotated[bool, typer.Option("--test-api", help="Serve /_sim (loopback only).")] = False,
 ) -> None:
-    """Run a local Hyperliquid-compatible server over the paper engine."""
+    """Run a local Hyperliquid-compatible server (HTTP /info, /exchange and websocket /ws) over the paper
+    engine; with --db the venue survives restarts."""
     import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
 
     from ttt.adapters.exchange.paper import PaperConfig
     from ttt.api.sim_exchange import SimSettings, SimState, create_app
@@ -114,29 +125,32 @@ def sim_exchange(
     config = PaperConfig()
     symbols = list(config.products)
     start_s = time.time()
-    state = SimState(
-        config,
-        wallets=wallets,
-        agents=agents,
-        source_factory=_source_factory(source, data, symbols, start_s),
-        start_s=start_s,
-    )
+    if db is not None and db.exists() and not db.is_file():
+        raise ConfigError([f"--db {db}: not a file"])
+    try:
+        state = SimState(
+            config,
+            wallets=wallets,
+            agents=agents,
+            source_factory=_source_factory(source, data, symbols, start_s),
+            start_s=start_s,
+            db=db,
+        )
+    except (SQLAlchemyError, OSError) as exc:
+        raise ConfigError([f"--db {db}: cannot open the state database ({exc})"]) from None
     settings = SimSettings(
         network=network,  # type: ignore[arg-type]
         verify_signatures=not no_verify,
         strict=strict,
         test_api=test_api,
     )
-    if db is not None:
-        err_console.print(
-            f"note: --db {db} accepted, but the simulator keeps its state in memory", markup=False
-        )
     stop = threading.Event()
     driver = threading.Thread(target=state.drive, args=(speed, stop), name="sim-exchange-driver", daemon=True)
     driver.start()
     err_console.print(
         f"sim-exchange on http://{host}:{port} ({network}, source {source}, speed {speed}, "
-        f"{len(wallets)} wallet(s), verify {'off' if no_verify else 'on'})",
+        f"{len(wallets)} wallet(s), verify {'off' if no_verify else 'on'}, "
+        f"state {db if db is not None else 'in memory'}; websocket at ws://{host}:{port}/ws)",
         markup=False,
     )
     try:
@@ -144,3 +158,4 @@ def sim_exchange(
     finally:
         stop.set()
         driver.join(timeout=5)
+        state.close()

@@ -1,4 +1,5 @@
-"""`3t sim-exchange`: a local Hyperliquid-compatible HTTP server over the paper engine (services.md §7.4)."""
+"""`3t sim-exchange`: a local Hyperliquid-compatible HTTP and websocket server over the paper engine
+(services.md §7.4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""FastAPI application of `3t sim-exchange` (services.md §7.4)."""
+"""FastAPI application of `3t sim-exchange` (services.md §7.4): `/info`, `/exchange`, `/ws`, test API."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 from ttt.api.sim_exchange.actions import BadRequest, handle_exchange
 from ttt.api.sim_exchange.info import InfoError, handle_info, info_weight
 from ttt.api.sim_exchange.state import Fault, RateLimiter, SimSettings, SimState
+from ttt.api.sim_exchange.ws import add_websocket
 
 _LOOPBACK = ("127.", "::1", "localhost", "testclient")
 
@@ -114,6 +115,7 @@ def create_app(engine_state: SimState, settings: SimSettings | None = None) -> F
             return DroppedResponse()
         return _json(payload)
 
+    add_websocket(app, state)
     if cfg.test_api:
         _add_test_api(app, state)
     return app

@@ -180,12 +180,7 @@ def perp_dexs(state: SimState, body: Mapping[str, Any]) -> list[Any]:
 
 
 def all_mids(state: SimState, body: Mapping[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for p in state.universe(_dex(body)):
-        px = state.engine.price(p.symbol)
-        if px is not None:
-            out[p.api_coin] = fmt_decimal(px)
-    return out
+    return state.mids().get(_dex(body), {})
 
 
 def l2_book(state: SimState, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,12 @@ The HTTP layer is thin; all behaviour lives here so it can be driven by tests an
 driver alike. Two clocks are kept apart on purpose: the *simulated* clock moves the market (prices,
 funding, candles) and can run fast or be advanced by the test API, while the *wall* clock is what
 clients put in nonces and dead-man deadlines, so those rules keep working at any replay speed.
+
+With a database file (`--db`) the paper venue lives in the paper tables: accounts, positions, leverage
+choices, orders, fills, the ledger and funding survive a restart. Agents approved by `approveAgent`,
+nonces, scheduled cancels, isolated-margin records, faults and counters stay in memory and start empty
+(`--agent` mappings are given again on the command line). `--wallet` funds only accounts the file does
+not hold yet, so a restart never deposits twice. Prices always come from the source.
 """
 
 from __future__ import annotations
@@ -11,10 +17,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from pathlib import Path
+from typing import Any, Literal, Protocol, cast
 
 from ttt.adapters.exchange.paper import (
     DEFAULT_PRODUCTS,
@@ -22,10 +30,12 @@ from ttt.adapters.exchange.paper import (
     PaperExchange,
     to_decimal,
 )
-from ttt.adapters.exchange.paper_store import InMemoryPaperStore, LedgerEntry, LedgerKind, PaperOrder
+from ttt.adapters.exchange.paper_sql import AtomicPaperExchange
 from ttt.adapters.market.files import BarSeries
 from ttt.adapters.market.replay import PriceEvent, SimClock
 from ttt.adapters.market.synthetic import DEFAULT_START_PRICES
+from ttt.api.sim_exchange.store import SimStore, SqlSimStore, open_sqlite
+from ttt.api.sim_exchange.tape import PriceTape, SimTrade
 from ttt.domain.orders import Bar, ProductMeta
 from ttt.ports import Clock
 
@@ -81,16 +91,6 @@ class SimSettings:
         return "Mainnet" if self.mainnet else "Testnet"
 
 
-@dataclass(frozen=True)
-class FundingEvent:
-    wallet: str
-    time_ms: int
-    coin: str
-    usdc: Decimal
-    szi: Decimal
-    rate: Decimal
-
-
 @dataclass
 class Agent:
     wallet: str
@@ -102,44 +102,6 @@ class Agent:
 class Fault:
     mode: FaultMode
     seconds: float | None = None
-
-
-class SimStore(InMemoryPaperStore):
-    """The in-memory paper store plus what the Hyperliquid API shows but the engine does not keep: each
-    funding payment with the position size and rate it was computed from, and every order ever placed."""
-
-    def __init__(self, rate_of: Callable[[str, float], Decimal], coin_of: Callable[[str], str]) -> None:
-        super().__init__()
-        self._rate_of = rate_of
-        self._coin_of = coin_of
-        self.funding_events: list[FundingEvent] = []
-        self.all_oids: list[int] = []
-
-    def put_order(self, order: PaperOrder) -> None:
-        if self.order_by_oid(order.wallet, order.oid) is None:
-            self.all_oids.append(order.oid)
-        super().put_order(order)
-
-    def all_orders(self) -> list[PaperOrder]:
-        return [o for oid in self.all_oids if (o := self._orders.get(oid)) is not None]
-
-    def add_ledger(
-        self, wallet: str, ts_ms: int, kind: LedgerKind, symbol: str | None, amount: Decimal, ref: str
-    ) -> LedgerEntry:
-        if kind == "funding" and symbol is not None and ref.startswith("hour:"):
-            hour = int(ref.split(":", 1)[1])
-            pos = self.position(wallet, symbol)
-            self.funding_events.append(
-                FundingEvent(
-                    wallet=wallet,
-                    time_ms=hour * 3_600_000,
-                    coin=self._coin_of(symbol),
-                    usdc=amount,
-                    szi=pos.size if pos is not None else Decimal(0),
-                    rate=self._rate_of(symbol, hour * 3600.0),
-                )
-            )
-        return super().add_ledger(wallet, ts_ms, kind, symbol, amount, ref)
 
 
 class RateLimiter:
@@ -185,6 +147,7 @@ class SimState:
         start_s: float | None = None,
         prices: Mapping[str, Decimal | float | int] | None = None,
         wall: Clock | None = None,
+        db: Path | None = None,
     ) -> None:
         cfg = config or PaperConfig()
         self.wall: Clock = wall or WallClock()
@@ -200,7 +163,15 @@ class SimState:
             if wallet not in self._initial.wallets:
                 raise ValueError(f"--agent {agent}={wallet}: the wallet is not a --wallet of this simulator")
         self.lock = threading.RLock()
+        self.tape = PriceTape()
+        self.ws: Counter[str] = Counter({"connections": 0, "subscriptions": 0})
+        self._sql = open_sqlite(db) if db is not None else None
         self._build()
+
+    def close(self) -> None:
+        """Release the database file (a no-op in memory)."""
+        if self._sql is not None:
+            self._sql.dispose()
 
     # --- construction -------------------------------------------------------------------------------
 
@@ -209,11 +180,20 @@ class SimState:
         self.source: PriceSource | None = init.source_factory() if init.source_factory else None
         self.clock: SimClock = self.source.clock if self.source is not None else SimClock(init.start_s)
         self.products: dict[str, ProductMeta] = dict(init.config.products)
-        self.store = SimStore(self.funding_rate, lambda s: self.products[s].api_coin)
-        self.engine = PaperExchange(init.config, self.clock, store=self.store, funding_rate=self.funding_rate)
+        self.store: SimStore | SqlSimStore
+        if self._sql is None:
+            self.store = SimStore(self.funding_rate, self.coin_of)
+            self.engine = PaperExchange(
+                init.config, self.clock, store=self.store, funding_rate=self.funding_rate
+            )
+        else:
+            self.store = SqlSimStore(self._sql, self.clock, self.funding_rate, self.coin_of)
+            paper = PaperExchange(init.config, self.clock, store=self.store, funding_rate=self.funding_rate)
+            self.engine = cast(PaperExchange, AtomicPaperExchange(paper, self.store))
         self.wallets: list[str] = list(init.wallets)
         for wallet, balance in init.wallets.items():
-            self.engine.deposit(wallet, balance)
+            if self.store.cash(wallet) is None:
+                self.engine.deposit(wallet, balance)
         self.agents: dict[str, Agent] = {a: Agent(w) for a, w in init.agents.items()}
         self.nonces: dict[str, list[int]] = {}
         self.counters: Counter[str] = Counter()
@@ -240,14 +220,24 @@ class SimState:
                 px = to_decimal(DEFAULT_START_PRICES.get(symbol, 100.0))
             self.engine.on_price(symbol, px)
 
+    def coin_of(self, symbol: str) -> str:
+        return self.products[symbol].api_coin
+
     def funding_rate(self, symbol: str, at_s: float) -> Decimal:
         if self.source is not None and symbol in self.source.symbols:
             return to_decimal(self.source.funding_hourly(symbol))
         return self._initial.config.default_funding_hourly
 
     def reset(self) -> None:
+        """A fresh venue; with a database file its paper rows are deleted first."""
         with self.lock:
+            if isinstance(self.store, SqlSimStore):
+                self.store.clear()
             self._build()
+
+    def _atomic(self) -> AbstractContextManager[None]:
+        """One transaction around several engine events (each event is atomic on its own anyway)."""
+        return self.store.atomic() if isinstance(self.store, SqlSimStore) else nullcontext()
 
     # --- identities ---------------------------------------------------------------------------------
 
@@ -323,19 +313,57 @@ class SimState:
                 while t + step <= target + 1e-9:
                     t += step
                     self.source.advance_to(t)
-                    self._feed(self.source.prices())
-                    self.engine.on_clock()
+                    with self._atomic():
+                        self._feed(self.source.prices())
+                        self.engine.on_clock()
                 if self.clock.now() < target:
                     self.source.advance_to(target)
             else:
                 self.clock.set(target)
-            self.engine.on_clock()
-            self.run_dead_man()
+            with self._atomic():
+                self.engine.on_clock()
+                self.run_dead_man()
 
     def _feed(self, events: Iterable[PriceEvent]) -> None:
-        for ev in events:
-            if ev.symbol in self.products:
-                self.engine.on_price(ev.symbol, ev.price)
+        """Price events into the engine, then onto the tape as one batch."""
+        with self._prices_published() as changed:
+            for ev in events:
+                if ev.symbol in self.products:
+                    changed.append((ev.symbol, self.engine.price(ev.symbol)))
+                    self.engine.on_price(ev.symbol, ev.price)
+
+    @contextmanager
+    def _prices_published(self) -> Iterator[list[tuple[str, Decimal | None]]]:
+        """Collects (symbol, price before) of the events in the block; after it, one trade per event and
+        the mids go to the `/ws` listeners. Caller holds the lock."""
+        changed: list[tuple[str, Decimal | None]] = []
+        yield changed
+        if not changed:
+            return
+        now_ms = self.sim_ms()
+        trades: list[SimTrade] = []
+        for symbol, before in changed:
+            px = self.engine.price(symbol)
+            if px is None:
+                continue
+            product = self.products[symbol]
+            trades.append(self.tape.trade(product.api_coin, before, px, product.lot_size, now_ms))
+        if self.tape.listening:
+            self.tape.publish(tuple(trades), self.mids())
+
+    def mids(self) -> dict[str, dict[str, str]]:
+        """Every priced coin by dex ("" is the main dex): what `/info` `allMids` answers."""
+        from ttt.adapters.exchange.paper import fmt_decimal
+
+        with self.lock:
+            out: dict[str, dict[str, str]] = {}
+            for dex in ("", *self.dexes()):
+                out[dex] = {
+                    p.api_coin: fmt_decimal(px)
+                    for p in self.universe(dex)
+                    if (px := self.engine.price(p.symbol)) is not None
+                }
+            return out
 
     def drive(self, speed: float, stop: threading.Event, sleep: Callable[[float], None] = time.sleep) -> None:
         """Real-time driver of `3t sim-exchange`: one source tick per tick_s/speed seconds of wall time."""
@@ -384,8 +412,10 @@ class SimState:
         product = self.product_by_coin(coin)
         if product is None:
             raise KeyError(coin)
-        with self.lock:
+        with self.lock, self._prices_published() as changed:
+            before = self.engine.price(product.symbol)
             self.engine.on_price(product.symbol, to_decimal(px))
+            changed.append((product.symbol, before))
 
     # --- faults -------------------------------------------------------------------------------------
 
@@ -455,6 +485,7 @@ class SimState:
                 "forbidden_by_action": dict(self.forbidden),
                 "actions": dict(self.actions),
                 "scheduled_cancel": dict(self.scheduled_cancel),
+                "ws": dict(self.ws),
             }
 
 
