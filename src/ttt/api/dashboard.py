@@ -1,5 +1,9 @@
-"""The dashboard HTTP server: health, `/metrics`, a minimal index page and the read-only JSON API
+"""The dashboard HTTP server: health, `/metrics`, the single-page UI and the read-only JSON API
 (services.md §9), for `3t dashboard` (S2) and the embedded server of `3t run` (S1).
+
+* **UI.** `/` is the page shell with the market banner rendered in; `/ui/app.js` and `/ui/app.css`
+  (package data in `dashboard_ui/`, read once at start) draw the pages from the JSON API in the browser.
+  Only these fixed assets are served, never a path taken from the request.
 
 * **Auth.** With a token (`secrets.dashboard.token`) every path except `/health` and `/metrics` needs
   `Authorization: Bearer <token>` or the session cookie that `/login` sets. The cookie holds an HMAC
@@ -12,12 +16,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import html
 import os
 import threading
 from collections.abc import Awaitable, Callable
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -33,6 +39,11 @@ if TYPE_CHECKING:
     from ttt.services.dashboard_panels import DashboardPanels
 
 PUBLIC_PATHS = frozenset({"/health", "/metrics", "/login"})
+DEFAULT_REFRESH_S = 5.0
+UI_ASSETS = {
+    "/ui/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/ui/app.css": ("app.css", "text/css; charset=utf-8"),
+}
 SESSION_COOKIE = "ttt_dashboard_session"
 MAX_LOGIN_BODY = 4096
 ENDPOINTS = (
@@ -81,17 +92,33 @@ def banner_html(market: dict[str, Any] | None) -> str:
     simulated = source in ("synthetic", "replay", "unknown")
     style = "background:#b00020;color:#fff" if simulated else "background:#1b5e20;color:#fff"
     text = f"MARKET DATA: {source.upper()} ({reason}) · exchange {exchange}"
-    return f'<div class="banner" style="{style};padding:8px;font-weight:bold">{html.escape(text)}</div>'
+    return (
+        f'<div id="banner" class="banner" style="{style};padding:8px;font-weight:bold">'
+        f"{html.escape(text)}</div>"
+    )
 
 
-def index_html(market: dict[str, Any] | None) -> str:
+def ui_asset(name: str) -> bytes:
+    """One file of the packaged UI (package data, so it is in the wheel and the editable install)."""
+    return resources.files("ttt.api").joinpath("dashboard_ui", name).read_bytes()
+
+
+@functools.cache
+def _shell() -> str:
+    return ui_asset("index.html").decode()
+
+
+def index_html(market: dict[str, Any] | None, refresh_s: float = DEFAULT_REFRESH_S) -> str:
+    """The UI shell with the banner rendered in, so it shows before any script runs; the endpoint list
+    is the page for a browser without JavaScript."""
     rows = "".join(
         f"<li><code>{html.escape(path)}</code> — {html.escape(what)}</li>" for path, what in ENDPOINTS
     )
+    page = _shell()
     return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>3T dashboard</title></head><body>"
-        f"{banner_html(market)}<h1>3T dashboard</h1><p>Read-only JSON API:</p><ul>{rows}</ul>"
-        "</body></html>"
+        page.replace("{{banner}}", banner_html(market))
+        .replace("{{refresh_s}}", html.escape(f"{refresh_s:g}"))
+        .replace("{{endpoints}}", rows)
     )
 
 
@@ -115,12 +142,21 @@ def create_dashboard_app(
     public_health: Callable[[], dict[str, Any]] | None = None,
     panels: DashboardPanels | None = None,
     events: DashboardEvents | None = None,
+    refresh_s: float | None = None,
 ) -> FastAPI:
     """`queries` (a `DashboardQueries`) adds the list and detail endpoints, `panels` (a
     `DashboardPanels`) the population, positions, fills, equity and order-detail ones; `events` (over
     the process's cache) feeds `/api/v1/events`, which answers 503 without it so clients poll; `market`
-    feeds the banner; `public_health` answers the unauthenticated `/health` (default: `health`)."""
+    feeds the banner; `public_health` answers the unauthenticated `/health` (default: `health`);
+    `refresh_s` (`dashboard.refresh_s`, default the events' own) is the page's polling period."""
     from ttt.services.dashboard_read import BadRequest, NotFound
+
+    page_refresh_s: float = refresh_s if refresh_s is not None else DEFAULT_REFRESH_S
+    if refresh_s is None and events is not None:
+        page_refresh_s = events.refresh_s
+    # read now, so a broken install fails at start rather than on the first page view
+    assets = {path: (ui_asset(name), media_type) for path, (name, media_type) in UI_ASSETS.items()}
+    _shell()
 
     app = FastAPI(title="3T dashboard", version="1", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -151,7 +187,15 @@ def create_dashboard_app(
 
     @app.get("/", response_class=HTMLResponse)
     def _index() -> str:
-        return index_html(market() if market is not None else overview().get("market"))
+        return index_html(market() if market is not None else overview().get("market"), page_refresh_s)
+
+    def _asset_route(path: str, body: bytes, media_type: str) -> None:
+        @app.get(path, include_in_schema=False)
+        def _asset() -> Response:
+            return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+    for path, (body, media_type) in assets.items():
+        _asset_route(path, body, media_type)
 
     @app.get("/login", response_class=HTMLResponse)
     def _login_form() -> str:

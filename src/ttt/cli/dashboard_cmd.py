@@ -115,6 +115,7 @@ def dashboard(
         public_health=lambda: {"status": "ok"},
         panels=DashboardPanels(engine, cfg.portfolio),
         events=events,
+        refresh_s=cfg.dashboard.refresh_s,
     )
     problem = _port_free(host, listen_port)
     if problem is not None:
