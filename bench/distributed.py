@@ -22,8 +22,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import redis
 import sqlalchemy as sa
@@ -33,6 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.distributed import dist_harness as h  # noqa: E402
 
+from real_path import DATA, Bars, load_bars  # noqa: E402
+
 MARIADB_ADMIN = os.environ.get("T3_TEST_MARIADB_URL", "mysql+pymysql://ttt:ttt@127.0.0.1:3306/")
 REDIS_URL = os.environ.get("T3_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 STEP = re.compile(
@@ -41,6 +44,8 @@ STEP = re.compile(
 )
 LOADED = re.compile(r"step_shard (\S+) t=\S+ status=stepped")
 CADENCE_S = 5.0
+BIRTH_TICKS = 120  # aged runs are born over this many ticks, spreading their 50-tick write phases
+LIVE_MINUTES = 120  # replayed data kept for the live part of a run
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -69,30 +74,81 @@ def created(db_url: str) -> int:
         engine.dispose()
 
 
-def insert_population(db_url: str, n: int, shard_size: int) -> None:
-    """N runs split over the symbols, shards filled in order; the supervisor's margin eligibility would stop
-    far short of large N, and this measures stepping, not the top-up."""
+Row = tuple[str, int, dict[str, Any], dict[str, Any]]  # symbol, seed, params, state
+
+
+def young_population(n: int) -> Iterator[Row]:
+    """N runs created now, split over the symbols: every run young, so this is the start-up burst (young
+    runs trade on many of their first ticks)."""
+    from ttt.providence import reference
+
+    now = time.time()
+    for i in range(n):
+        symbol = h.SYMBOLS[i % len(h.SYMBOLS)]
+        params = reference.sample_params(i, symbol, 40.0)
+        state = reference.new_state(params, start_time=now, start_balance=params["virtual_balance"])
+        yield symbol, i, params, state
+
+
+def aged_population(n: int, ticks: int, market: ReplayMarket) -> Iterator[Row]:
+    """N runs stepped through the replayed market for `ticks` 5 s ticks ending now, born over the first
+    BIRTH_TICKS of them: steady state, with full windows, held positions and write phases spread over the
+    50-tick cadence. Runs that end while ageing are left out (the supervisor tops them up)."""
+    from ttt.providence import reference
+    from ttt.providence.population import Population
+
+    end = time.time()
+    births = min(BIRTH_TICKS, ticks)
+    for s_index, symbol in enumerate(h.SYMBOLS):
+        ids = list(range(s_index, n, len(h.SYMBOLS)))
+        params = {i: reference.sample_params(i, symbol, 40.0) for i in ids}
+        pop = Population(symbol, {})
+        t0 = time.monotonic()
+        for k in range(ticks):
+            now = end - (ticks - 1 - k) * CADENCE_S
+            if k < births:
+                born = ids[k * len(ids) // births : (k + 1) * len(ids) // births]
+                pop.add_runs(
+                    {
+                        i: reference.new_state(
+                            params[i], start_time=now - 1.0, start_balance=params[i]["virtual_balance"]
+                        )
+                        for i in born
+                    }
+                )
+            price, volatility, weight = market.inputs(symbol, now)
+            pop.step(now, price, volatility, weight)
+        states = pop.to_states()
+        print(
+            f"aged {symbol}: {len(states):,} of {len(ids):,} runs after {ticks} ticks "
+            f"({time.monotonic() - t0:.0f} s)",
+            flush=True,
+        )
+        for i, state in states.items():
+            yield symbol, i, params[i], state
+
+
+def insert_population(db_url: str, rows: Iterable[Row], shard_size: int) -> dict[str, int]:
+    """Shards filled in order per symbol; the supervisor's margin eligibility would stop far short of large
+    N, and this measures stepping, not the top-up. Returns the runs inserted per symbol."""
     from ttt.adapters.db.engine import make_engine
     from ttt.adapters.db.repositories.runs import SqlRunStore
     from ttt.ports import NewRun
-    from ttt.providence import reference
 
     engine = make_engine(db_url)
     store = SqlRunStore(engine)
-    now = time.time()
+    counts: dict[str, int] = dict.fromkeys(h.SYMBOLS, 0)
     try:
         batch: list[NewRun] = []
-        for i in range(n):
-            symbol = h.SYMBOLS[i % len(h.SYMBOLS)]
-            index = i // len(h.SYMBOLS)
-            params = reference.sample_params(i, symbol, 40.0)
-            state = reference.new_state(params, start_time=now, start_balance=params["virtual_balance"])
+        for symbol, seed, params, state in rows:
+            index = counts[symbol]
+            counts[symbol] += 1
             batch.append(
                 NewRun(
                     symbol=symbol,
                     shard=index // shard_size,
-                    seed=i,
-                    start_time=now,
+                    seed=seed,
+                    start_time=float(state["start_time"]),
                     start_balance=float(params["virtual_balance"]),
                     max_duration=int(params["max_duration"]),
                     host="bench",
@@ -110,9 +166,45 @@ def insert_population(db_url: str, n: int, shard_size: int) -> None:
             store.insert_runs(batch)
     finally:
         engine.dispose()
+    return counts
 
 
-def bench_size(n: int, ticks: int, warmup: int, shard_size: int, workdir: Path) -> None:
+class ReplayMarket(h.Market):
+    """Real 1m bars (`../shared/data/`) on the wall clock: data time = wall time − a whole number of
+    minutes, chosen so that the bench's last minute is the data's last."""
+
+    source = "replay"
+
+    def __init__(
+        self, db_url: str, redis_url: str, prefix: str, paths: dict[str, Bars], lead_s: float
+    ) -> None:
+        """`lead_s`: data needed before now (the volatility lookback and the ageing)."""
+        super().__init__(db_url, redis_url, prefix)
+        start = max(float(b.t_open[0]) for b in paths.values())
+        last = min(float(b.t_open[-1]) for b in paths.values())
+        need = lead_s + LIVE_MINUTES * 60
+        if last - start < need:
+            raise SystemExit(f"--market replay needs {need / 60:.0f} minutes of 1m bars for every symbol")
+        self.offset = 60.0 * (math.floor(time.time() / 60) - math.floor((start + lead_s) / 60) - 1)
+        self.paths = paths
+
+    def ohlc(self, symbol: str, minute: int) -> tuple[float, float, float, float]:
+        b = self.paths[symbol]
+        j = b.index(minute * 60 - self.offset)
+        return float(b.open[j]), float(b.high[j]), float(b.low[j]), float(b.close[j])
+
+    def price(self, symbol: str, now: float) -> float:
+        return self.paths[symbol].price_at(now - self.offset)
+
+    def inputs(self, symbol: str, now: float) -> tuple[float, float, float]:
+        b = self.paths[symbol]
+        weight, volatility = b.weight_and_volatility(now - self.offset)
+        return b.price_at(now - self.offset), volatility, weight
+
+
+def bench_size(
+    n: int, ticks: int, warmup: int, shard_size: int, workdir: Path, replay: bool, aged_ticks: int
+) -> None:
     name = f"ttt_bench{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(MARIADB_ADMIN, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -137,9 +229,22 @@ def bench_size(n: int, ticks: int, warmup: int, shard_size: int, workdir: Path) 
         cfg.write_text(text)
         h.prepare_database(db_url, cfg, sec)
         t0 = time.monotonic()
-        insert_population(db_url, n, shard_size)
-        print(f"N={n}: inserted in {time.monotonic() - t0:.1f} s", flush=True)
-        market = h.Market(db_url, REDIS_URL, prefix)
+        if replay:
+            paths = {symbol: load_bars(symbol) for symbol in h.SYMBOLS}
+            missing = [symbol for symbol, bars in paths.items() if bars is None]
+            if missing:
+                raise SystemExit(f"--market replay: no 1m data for {missing} under {DATA}")
+            lead_s = 1440 * 60 + aged_ticks * CADENCE_S + 120
+            market = ReplayMarket(db_url, REDIS_URL, prefix, {k: v for k, v in paths.items() if v}, lead_s)
+        else:
+            market = h.Market(db_url, REDIS_URL, prefix)
+        if aged_ticks:
+            assert isinstance(market, ReplayMarket)
+            rows: Iterable[Row] = aged_population(n, aged_ticks, market)
+        else:
+            rows = young_population(n)
+        counts = insert_population(db_url, rows, shard_size)
+        print(f"N={n}: inserted {sum(counts.values()):,} runs in {time.monotonic() - t0:.1f} s", flush=True)
         market.warm_up()
         market.start()
         high = h.start(
@@ -151,7 +256,7 @@ def bench_size(n: int, ticks: int, warmup: int, shard_size: int, workdir: Path) 
         created_at = time.monotonic()
         h.wait_for(lambda: "created" in high.text() and h.dispatch_ticks(high), 3600, "population", procs, 1)
         print(f"N={n}: population ready after {time.monotonic() - created_at:.1f} s", flush=True)
-        shards = sum(math.ceil(len(range(i, n, len(h.SYMBOLS))) / shard_size) for i in range(len(h.SYMBOLS)))
+        shards = sum(math.ceil(c / shard_size) for c in counts.values())
         h.wait_for(
             lambda: len(set(LOADED.findall(low.text()))) >= shards, 7200, "every shard loaded", procs, 5
         )
@@ -249,11 +354,34 @@ def main() -> None:
         default=0,
         help="set MariaDB's innodb_buffer_pool_size for the run (needs an admin URL; restored afterwards)",
     )
+    parser.add_argument(
+        "--market",
+        choices=("synthetic", "replay"),
+        default="synthetic",
+        help="synthetic random prices, or the real 1m bars of ../shared/data replayed on the wall clock",
+    )
+    parser.add_argument(
+        "--aged-ticks",
+        type=int,
+        default=0,
+        help="step the population through this many replayed ticks before inserting it (steady state: full "
+        f"windows, births spread over {BIRTH_TICKS} ticks); 0 = every run new (the start-up burst)",
+    )
     args = parser.parse_args()
+    if args.aged_ticks and args.market != "replay":
+        parser.error("--aged-ticks needs --market replay")
     with buffer_pool(args.buffer_pool_gb):
         for n in [int(s) for s in args.sizes.split(",") if s]:
             with tempfile.TemporaryDirectory() as tmp:
-                bench_size(n, args.ticks, args.warmup, args.shard_size, Path(tmp))
+                bench_size(
+                    n,
+                    args.ticks,
+                    args.warmup,
+                    args.shard_size,
+                    Path(tmp),
+                    args.market == "replay",
+                    args.aged_ticks,
+                )
 
 
 @contextlib.contextmanager

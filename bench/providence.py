@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from real_path import Bars, load_bars
 from ttt.providence import reference as ref
 from ttt.providence.population import Population
 
 SYMBOL = "BTC/USDC:USDC"
-DATA = Path(os.environ.get("T3_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 TICK_S = 5.0
 
 
@@ -42,54 +42,36 @@ def cpu_model() -> str:
 
 def tick_inputs(ticks: int, seed: int) -> list[tuple[float, float, float, float]]:
     """(now, price, volatility, weight) every 5 s: real BTC 1m bars when present, else a seeded GBM."""
-    path = DATA / "hyperliquid" / "BTC_USDC_USDC-1m-futures.feather"
-    minutes = ticks // 12 + 2
-    if path.exists():
-        import pyarrow.feather as feather
-
-        table = feather.read_table(path).to_pandas()
-        start = 1500
-        bars = table.iloc[start - 1440 : start + minutes]
-        opens = bars["open"].to_numpy(float)
-        highs = bars["high"].to_numpy(float)
-        lows = bars["low"].to_numpy(float)
-        closes = bars["close"].to_numpy(float)
-        t_open = bars["date"].astype("int64").to_numpy() // 10**9
-        t_open = t_open.astype(float)
-        source = f"real bars {path.name}"
+    bars = load_bars(SYMBOL)
+    if bars is not None:
+        first = 1500
+        source = f"real bars {bars.name}"
     else:
-        rng = np.random.default_rng(seed)
-        n = 1440 + minutes
-        closes = 100_000.0 * np.exp(np.cumsum(rng.normal(0, 0.0007, n)))
-        opens = np.concatenate(([closes[0]], closes[:-1]))
-        highs = np.maximum(opens, closes) * (1 + np.abs(rng.normal(0, 0.0003, n)))
-        lows = np.minimum(opens, closes) * (1 - np.abs(rng.normal(0, 0.0003, n)))
-        t_open = 1_700_000_000.0 + 60.0 * np.arange(n)
+        bars = gbm_bars(1440 + ticks // 12 + 2, seed)
+        first = 1440
         source = "seeded GBM"
     print(f"price path: {source}")
+    t0 = float(bars.t_open[first])
     out = []
-    first = 1440
-    t0 = t_open[first]
-    cache: dict[int, tuple[float, float | None]] = {}
     for k in range(1, ticks + 1):
         now = t0 + TICK_S * k
-        j = first + int((now - t0) // 60)
-        frac = ((now - t_open[j]) / 60.0) * 3
-        o, hi, lo, c = opens[j], highs[j], lows[j], closes[j]
-        pts = (o, lo, hi, c) if c >= o else (o, hi, lo, c)
-        seg = min(int(frac), 2)
-        u = frac - seg
-        price = pts[seg] + (pts[seg + 1] - pts[seg]) * u
-        if j not in cache:
-            vis = j  # bars with open + 60 <= now are 0 .. j-1
-            w = ref.market_weight(list(closes[max(0, vis - 30) : vis]))
-            vol = ref.volatility_from_bars(
-                list(highs[max(0, vis - 1440) : vis]), list(lows[max(0, vis - 1440) : vis])
-            )
-            cache[j] = (w, vol if vol is not None else 0.0)
-        w, vol = cache[j]
-        out.append((now, float(price), float(vol), float(w)))
+        w, vol = bars.weight_and_volatility(now)
+        out.append((now, bars.price_at(now), vol, w))
     return out
+
+
+def gbm_bars(n: int, seed: int) -> Bars:
+    rng = np.random.default_rng(seed)
+    closes = 100_000.0 * np.exp(np.cumsum(rng.normal(0, 0.0007, n)))
+    opens = np.concatenate(([closes[0]], closes[:-1]))
+    return Bars(
+        name="seeded GBM",
+        t_open=1_700_000_000.0 + 60.0 * np.arange(n),
+        open=opens,
+        high=np.maximum(opens, closes) * (1 + np.abs(rng.normal(0, 0.0003, n))),
+        low=np.minimum(opens, closes) * (1 - np.abs(rng.normal(0, 0.0003, n))),
+        close=closes,
+    )
 
 
 def make_states(n: int, first_id: int, start: float, rng: np.random.Generator) -> dict[int, dict[str, Any]]:

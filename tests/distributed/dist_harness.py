@@ -147,27 +147,37 @@ class Market(threading.Thread):
         self.stop_event = threading.Event()
         self.last_minute = -1
 
+    source = "synthetic"
+
+    def ohlc(self, symbol: str, minute: int) -> tuple[float, float, float, float]:
+        base = self.prices[symbol]
+        close = base * (1 + self.rng.gauss(0, 0.001))
+        return base, max(base, close) * 1.0008, min(base, close) * 0.9992, close
+
+    def price(self, symbol: str, now: float) -> float:
+        self.prices[symbol] *= 1 + self.rng.gauss(0, 0.0005)
+        return self.prices[symbol]
+
     def bars(self, minutes: list[int]) -> None:
         from sqlalchemy.orm import Session
 
         from ttt.adapters.db.repositories.bars import BarRepository, StoredBar
 
         rows = []
-        for symbol, base in self.prices.items():
+        for symbol in self.prices:
             for m in minutes:
-                close = base * (1 + self.rng.gauss(0, 0.001))
-                high, low = max(base, close) * 1.0008, min(base, close) * 0.9992
+                o, high, low, close = self.ohlc(symbol, m)
                 rows.append(
                     StoredBar(
                         symbol=symbol,
                         timeframe="1m",
                         ts_open=m * 60_000,
-                        open=Decimal(repr(base)),
+                        open=Decimal(repr(o)),
                         high=Decimal(repr(high)),
                         low=Decimal(repr(low)),
                         close=Decimal(repr(close)),
                         volume=Decimal("1"),
-                        source="synthetic",
+                        source=self.source,
                         is_final=True,
                         fetched_at=datetime.now(UTC),
                     )
@@ -184,8 +194,7 @@ class Market(threading.Thread):
     def publish(self) -> None:
         now = time.time()
         for symbol in self.prices:
-            self.prices[symbol] *= 1 + self.rng.gauss(0, 0.0005)
-            self.publisher.publish(symbol, self.prices[symbol], now, "synthetic")
+            self.publisher.publish(symbol, self.price(symbol, now), now, self.source)
 
     def run(self) -> None:
         while not self.stop_event.wait(1.0):
