@@ -45,7 +45,8 @@ STEP = re.compile(
 LOADED = re.compile(r"step_shard (\S+) t=\S+ status=stepped")
 CADENCE_S = 5.0
 BIRTH_TICKS = 120  # aged runs are born over this many ticks, spreading their 50-tick write phases
-LIVE_MINUTES = 120  # replayed data kept for the live part of a run
+LIVE_MINUTES = 120
+AGED_CHUNK = 20_000  # replayed data kept for the live part of a run
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -118,14 +119,16 @@ def aged_population(n: int, ticks: int, market: ReplayMarket) -> Iterator[Row]:
                 )
             price, volatility, weight = market.inputs(symbol, now)
             pop.step(now, price, volatility, weight)
-        states = pop.to_states()
+        alive = sorted(pop.id_set())
         print(
-            f"aged {symbol}: {len(states):,} of {len(ids):,} runs after {ticks} ticks "
+            f"aged {symbol}: {len(alive):,} of {len(ids):,} runs after {ticks} ticks "
             f"({time.monotonic() - t0:.0f} s)",
             flush=True,
         )
-        for i, state in states.items():
-            yield symbol, i, params[i], state
+        for lo in range(0, len(alive), AGED_CHUNK):  # states of a million aged runs would not fit in memory
+            for i, state in pop.to_states(alive[lo : lo + AGED_CHUNK]).items():
+                yield symbol, i, params[i], state
+        del pop
 
 
 def insert_population(db_url: str, rows: Iterable[Row], shard_size: int) -> dict[str, int]:
