@@ -6,6 +6,10 @@ number of ticks and prints run-ticks per second (achieved, and the capacity the 
 the lateness of shard steps (completion − time of the tick stepped) against the 5 s cadence.
 
     .venv/bin/python bench/distributed.py --sizes 10000,100000,1000000 --ticks 6 --warmup 6
+    .venv/bin/python bench/distributed.py --sizes 1000000 --market replay --aged-ticks 480 --buffer-pool-gb 8
+
+The first is the start-up burst (every run new, a synthetic market); the second the steady state (the real
+1m bars of ../shared/data replayed on the wall clock, every run aged through 480 ticks of them first).
 
 Needs the local MariaDB (T3_TEST_MARIADB_URL) and Redis (cache on db 15, broker on T3_TEST_BROKER_URL, db 14).
 """
