@@ -8,14 +8,15 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from ttt.adapters.db.engine import make_engine
 from ttt.adapters.db.migrate import upgrade
 from ttt.adapters.db.models import Run
 from ttt.adapters.db.repositories import SqlRunStore, choose_shard
 from ttt.adapters.db.repositories.run_progress import update_progress
-from ttt.adapters.db.repositories.runs import RUNS
+from ttt.adapters.db.repositories.runs import RUNS, RunRepository
 from ttt.adapters.db.uow import UnitOfWork
 from ttt.ports import NewRun, RunEnd, RunProgress, RunStore
 
@@ -240,6 +241,35 @@ def test_purge_deletes_exactly_the_section_10_rows(engine: Engine) -> None:
     assert set(_all_rows(engine)) == {active, flag_recent, ended_h, flag_old_h, flag_at_cutoff}
     with UnitOfWork(engine) as uow:
         assert uow.apex.burned_hashes("apex_survivors_1.json") == {"h" * 64}  # purge never touches it
+
+
+@pytest.mark.parametrize("shape", ["by_ids", "one_statement"])
+def test_an_open_purge_does_not_block_shard_writes_on_mariadb(mariadb_url: str, shape: str) -> None:
+    """The store deletes by primary key, so a purge transaction holds only the rows it deletes; the single
+    scanning statement (the `one_statement` case) holds the active run too, which shows the test can fail."""
+    engine = make_engine(mariadb_url)
+    upgrade(engine)
+    try:
+        with UnitOfWork(engine) as uow:
+            active, ended = uow.runs.insert_many([_new_run(0), _new_run(1)])
+        _set(engine, ended, end_time=datetime.fromtimestamp(T0 + 5, UTC))
+        with Session(engine) as held, held.begin():
+            repo = RunRepository(held)
+            if shape == "by_ids":
+                assert repo.purgeable_ids(T0 + 10, 3600.0) == [ended]
+                assert repo.purge_ids([ended], T0 + 10, 3600.0) == 1  # not committed yet
+            else:
+                assert repo.purge(T0 + 10, 3600.0) == 1
+            with engine.connect() as conn, conn.begin():
+                conn.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 1")
+                write = [RunProgress(active, json.dumps({"i": 1}), 1, 1, T0 + 10, 0.0)]
+                if shape == "by_ids":
+                    assert update_progress(conn, write) == 1
+                else:
+                    with pytest.raises(OperationalError, match="Lock wait timeout"):
+                        update_progress(conn, write)
+    finally:
+        engine.dispose()
 
 
 def test_take_profit_and_drawdown_flags(engine: Engine) -> None:

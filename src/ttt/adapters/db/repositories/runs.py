@@ -257,14 +257,20 @@ class RunRepository:
         return int(self.session.connection().execute(stmt).rowcount)
 
     def purge(self, now: datetime | float, flagged_after_s: float) -> int:
-        """providence.md §10, one parameterised statement; runs with a height are never deleted."""
-        cutoff = as_utc(as_utc(now).timestamp() - float(flagged_after_s))
-        stmt = sa.delete(RUNS).where(
-            sa.or_(
-                sa.and_(_C.exit_run == sa.true(), _C.height.is_(None), _C.update_time < cutoff),
-                sa.and_(_C.end_time.is_not(None), _C.height.is_(None)),
-            )
-        )
+        """providence.md §10 as one statement; runs with a height are never deleted."""
+        stmt = sa.delete(RUNS).where(_purgeable(now, flagged_after_s))
+        return int(self.session.connection().execute(stmt).rowcount)
+
+    def purgeable_ids(self, now: datetime | float, flagged_after_s: float) -> list[int]:
+        """The §10 rows, read without locking anything."""
+        stmt = sa.select(_C.id).where(_purgeable(now, flagged_after_s)).order_by(_C.id)
+        return [int(i) for i in self.session.connection().execute(stmt).scalars()]
+
+    def purge_ids(self, ids: Sequence[int], now: datetime | float, flagged_after_s: float) -> int:
+        """Deletes those of `ids` that still match §10, found by primary key: it locks only those rows."""
+        if not ids:
+            return 0
+        stmt = sa.delete(RUNS).where(_C.id.in_(list(ids)), _purgeable(now, flagged_after_s))
         return int(self.session.connection().execute(stmt).rowcount)
 
     # --- reads -------------------------------------------------------------------------------------
@@ -348,6 +354,17 @@ class ApexBurnRepository:
         return list(self.session.scalars(stmt.order_by(BURNED.c.burned_at, BURNED.c.apex_hash)))
 
 
+def _purgeable(now: datetime | float, flagged_after_s: float) -> sa.ColumnElement[bool]:
+    cutoff = as_utc(as_utc(now).timestamp() - float(flagged_after_s))
+    return sa.or_(
+        sa.and_(_C.exit_run == sa.true(), _C.height.is_(None), _C.update_time < cutoff),
+        sa.and_(_C.end_time.is_not(None), _C.height.is_(None)),
+    )
+
+
+PURGE_BATCH = 1000
+
+
 class SqlRunStore:
     """`ttt.ports.RunStore` over the database: every method is one short transaction."""
 
@@ -410,5 +427,14 @@ class SqlRunStore:
             repo.record_ends_many(ends)
 
     def purge(self, now: float, flagged_after_s: float) -> int:
-        with self._session(writes=True) as s, s.begin():
-            return RunRepository(s).purge(now, flagged_after_s)
+        """§10 in two steps: the matching ids are read without locks, then deleted by primary key in short
+        batches that re-check the condition. The single statement scans the whole table and, on MariaDB,
+        keeps every row it scanned locked until it commits, so every shard's write waited for the scan (over
+        a minute at a million runs, past the 50 s lock wait timeout)."""
+        with self._session() as s:
+            ids = RunRepository(s).purgeable_ids(now, flagged_after_s)
+        deleted = 0
+        for lo in range(0, len(ids), PURGE_BATCH):
+            with self._session(writes=True) as s, s.begin():
+                deleted += RunRepository(s).purge_ids(ids[lo : lo + PURGE_BATCH], now, flagged_after_s)
+        return deleted
