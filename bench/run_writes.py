@@ -23,7 +23,7 @@ import statistics
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,16 +32,17 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from distributed import Row, insert_population
 from ttt.adapters.db.engine import make_engine
 from ttt.adapters.db.migrate import upgrade
 from ttt.adapters.db.repositories import run_progress
-from ttt.adapters.db.repositories.runs import SqlRunStore
 from ttt.adapters.db.types import as_utc
-from ttt.ports import NewRun, RunProgress
+from ttt.ports import RunProgress
 from ttt.providence import reference
 
 ADMIN_URL = os.environ.get("T3_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/")
 Writer = Callable[[Connection, Sequence[RunProgress]], int]
+SYMBOL = "BTC/USDC:USDC"
 
 
 def sample_states(count: int, ticks: int, seed: int) -> list[str]:
@@ -49,7 +50,7 @@ def sample_states(count: int, ticks: int, seed: int) -> list[str]:
     now = time.time()
     out = []
     for i in range(count):
-        params = reference.sample_params(i, "BTC/USDC:USDC", 40.0)
+        params = reference.sample_params(i, SYMBOL, 40.0)
         state = reference.new_state(params, start_time=now, start_balance=params["virtual_balance"])
         price = 100.0
         for k in range(ticks):
@@ -111,33 +112,9 @@ def write_current(conn: Connection, rows: Sequence[RunProgress]) -> int:
     return run_progress.update_progress(conn, rows)
 
 
-def populate(engine: sa.Engine, n: int, states: list[str]) -> None:
-    store = SqlRunStore(engine)
-    now = time.time()
-    batch: list[NewRun] = []
+def population_rows(n: int, states: list[str]) -> Iterator[Row]:
     for i in range(n):
-        params = reference.sample_params(i, "BTC/USDC:USDC", 40.0)
-        batch.append(
-            NewRun(
-                symbol="BTC/USDC:USDC",
-                shard=i // 5000,
-                seed=i,
-                start_time=now,
-                start_balance=float(params["virtual_balance"]),
-                max_duration=int(params["max_duration"]),
-                host="bench",
-                ann_params=params,
-                run_state=orjson.loads(states[i % len(states)]),
-                apex_file=None,
-                apex_hash=None,
-                apex_rank=None,
-            )
-        )
-        if len(batch) == 5000:
-            store.insert_runs(batch)
-            batch = []
-    if batch:
-        store.insert_runs(batch)
+        yield SYMBOL, i, reference.sample_params(i, SYMBOL, 40.0), orjson.loads(states[i % len(states)])
 
 
 def measure(engine: sa.Engine, writer: Writer, rows: list[RunProgress], chunk: int) -> dict[str, float]:
@@ -176,7 +153,9 @@ def main() -> None:
         sizes = sorted(len(s) for s in states)
         print(f"state sizes: median {sizes[len(sizes) // 2]:,} B, max {sizes[-1]:,} B", flush=True)
         t0 = time.perf_counter()
-        populate(engine, args.runs, states)
+        insert_population(
+            engine.url.render_as_string(hide_password=False), population_rows(args.runs, states), 5000
+        )
         print(f"{args.runs:,} runs inserted in {time.perf_counter() - t0:.1f} s", flush=True)
         shapes: dict[str, Writer] = {
             "executemany": write_executemany,
