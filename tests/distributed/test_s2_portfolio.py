@@ -175,6 +175,10 @@ def _start_sim(tmp_path: Path, cfg: Path, sec: Path, port: int) -> h.Proc:
         "--agent",
         f"{AGENT}={WALLET}",
         "--test-api",
+        # The price holds still: the post-only buy is priced at the mid the feed read up to a second
+        # earlier, and a walk of more than the 1 bp half-spread since then makes it cross (REJECTED).
+        "--speed",
+        "0.0001",
     )
 
 
