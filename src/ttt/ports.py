@@ -108,6 +108,13 @@ class NewRun:
     apex_rank: int | None = None
 
 
+class StrictJsonText(str):
+    """JSON text that a strict encoder made (RFC 8259: no NaN or infinities), so a writer may store it
+    without parsing it again; plain `str` states are parsed before they are stored."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
 class RunProgress:
     """A periodic or trade write of one run (providence.md §9.2)."""

@@ -206,8 +206,22 @@ def test_progress_write_means_the_same_without_backslash_escapes(mariadb_url: st
     assert {rid: json.loads(rows[rid].run_state) for rid in ids} == states
 
 
-@pytest.mark.parametrize("bad", ['{"x": NaN}', '{"x": [Infinity]}', '{"x": -Infinity}'])
-def test_progress_write_refuses_non_json_numbers_and_writes_nothing(engine: Engine, bad: str) -> None:
+@pytest.mark.parametrize(
+    "bad",
+    [
+        '{"x": NaN}',
+        '{"x": [Infinity]}',
+        '{"x": -Infinity}',
+        '{"x": 1,}',
+        "{'x': 1}",
+        '{"x": [1, 2}',
+        "",
+        "not json",
+    ],
+)
+def test_progress_write_refuses_non_json_and_writes_nothing(engine: Engine, bad: str) -> None:
+    """Every dialect refuses the same texts before the statement, MariaDB included, whose json_valid check
+    the progress statement skips."""
     with UnitOfWork(engine) as uow:
         ids = uow.runs.insert_many([_new_run(i) for i in range(2)])
     good = RunProgress(ids[0], json.dumps({"ok": 1}), 1, 5, T0 + 5, 0.0)
@@ -215,6 +229,28 @@ def test_progress_write_refuses_non_json_numbers_and_writes_nothing(engine: Engi
         uow.runs.update_progress_many([good, RunProgress(ids[1], bad, 1, 5, T0 + 5, 0.0)])
     rows = _all_rows(engine)
     assert rows[ids[0]].iteration_count == 0 and json.loads(rows[ids[0]].run_state)["i"] == 0
+
+
+def test_progress_write_skips_only_its_own_json_check_on_mariadb(mariadb_url: str) -> None:
+    """The progress statement leaves MariaDB's json_valid check to the worker; the column keeps it for every
+    other statement, and what the progress write stored passes it."""
+    engine = make_engine(mariadb_url)
+    upgrade(engine)
+    with UnitOfWork(engine) as uow:
+        ids = uow.runs.insert_many([_new_run(i) for i in range(3)])
+    progress = [
+        RunProgress(rid, json.dumps({"k": k, "w": [0.5, -1e-9]}), 1, 7, T0 + 7, 0.0)
+        for k, rid in enumerate(ids)
+    ]
+    with engine.begin() as conn:
+        assert update_progress(conn, progress) == 3
+        valid = conn.exec_driver_sql(
+            f"SELECT COUNT(*) FROM runs WHERE JSON_VALID(run_state) AND id IN ({','.join(map(str, ids))})"
+        ).scalar_one()
+    with pytest.raises(OperationalError, match=r"(?i)constraint"), engine.begin() as conn:
+        conn.exec_driver_sql(f"UPDATE runs SET run_state = 'not json' WHERE id = {ids[0]}")
+    engine.dispose()
+    assert valid == 3
 
 
 def test_purge_deletes_exactly_the_section_10_rows(engine: Engine) -> None:

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from tests.providence.test_services_providence import _ticks
+from ttt.ports import StrictJsonText
 from ttt.providence import reference
 from ttt.services.providence.shard import state_text
 
@@ -72,3 +73,9 @@ def test_nulls_and_keys_the_fast_path_cannot_take_are_kept() -> None:
     }
     assert json.loads(state_text({1: 2.0})) == {"1": 2.0}  # type: ignore[dict-item]
     assert json.loads(state_text({"big": 2**70})) == {"big": 2**70}
+
+
+def test_only_the_strict_encoders_output_is_marked_as_needing_no_second_parse() -> None:
+    assert type(state_text({"apr_last": 1.5, "aprs": [1.0, -2e-9]})) is StrictJsonText
+    for made_by_json in ({"apr_last": math.nan}, {"voms_state": None}, {"x": math.inf}):
+        assert type(state_text(made_by_json)) is str

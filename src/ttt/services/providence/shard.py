@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from ttt.ports import Cache, LockManager, RunEnd, RunMember, RunProgress, RunStore
+from ttt.ports import Cache, LockManager, RunEnd, RunMember, RunProgress, RunStore, StrictJsonText
 from ttt.providence import reference
 from ttt.providence.population import Population
 from ttt.services.providence.codec import (
@@ -96,9 +96,11 @@ def stored_price_balance(state: Mapping[str, Any]) -> float:
 def state_text(state: Mapping[str, Any]) -> str:
     """The stored JSON of a state (§9.2), written for every trading run at every tick.
 
-    orjson is about nine times faster than `json` here. It writes NaN and infinities as `null`, which would
-    store a different state, and a valid state has no `null`: any output holding one is made again by
-    `json`, whose `NaN` the database write then refuses, as it refuses any non-JSON number.
+    orjson is about nine times faster than `json` here, and strict, so its output is marked as such and
+    not parsed again before the write. It writes NaN and infinities as `null`, which would store a
+    different state, and a valid state has no `null`: any output holding one is made again by `json`, as a
+    plain `str` whose `NaN` the database write then refuses, as it refuses any non-JSON number.
+    Lists, not NumPy arrays: `OPT_SERIALIZE_NUMPY` corrupted the heap here (orjson 3.13.0; README).
     """
     try:
         raw = orjson.dumps(state)
@@ -106,7 +108,7 @@ def state_text(state: Mapping[str, Any]) -> str:
         raw = b"null"
     if b"null" in raw:
         return json.dumps(state, separators=(",", ":"))
-    return raw.decode()
+    return StrictJsonText(raw.decode())
 
 
 def _end_from_state(run_id: int, t: float, reason: str, state: Mapping[str, Any], balance: float) -> RunEnd:
