@@ -370,9 +370,10 @@ class SqlRunStore:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self._reader = read_only(engine)
 
     def _session(self, *, writes: bool = False) -> Session:
-        return Session(self.engine if writes else read_only(self.engine), expire_on_commit=False)
+        return Session(self.engine if writes else self._reader, expire_on_commit=False)
 
     def active_counts(self) -> dict[str, int]:
         with self._session() as s:
