@@ -26,9 +26,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 import sqlalchemy as sa
@@ -95,17 +95,25 @@ def young_population(n: int) -> Iterator[Row]:
         yield symbol, i, params, state
 
 
-def aged_population(n: int, ticks: int, market: ReplayMarket) -> Iterator[Row]:
-    """N runs stepped through the replayed market for `ticks` 5 s ticks ending now, born over the first
-    BIRTH_TICKS of them: steady state, with full windows, held positions and write phases spread over the
-    50-tick cadence. Runs that end while ageing are left out (the supervisor tops them up)."""
+class TickInputs(Protocol):
+    def inputs(self, symbol: str, now: float) -> tuple[float, float, float]:
+        """(price, volatility, weight) of a tick at `now`."""
+        ...
+
+
+def aged_population(
+    n: int, ticks: int, market: TickInputs, end: float | None = None, symbols: Sequence[str] = h.SYMBOLS
+) -> Iterator[Row]:
+    """N runs stepped through the replayed market for `ticks` 5 s ticks ending at `end` (now), born over the
+    first BIRTH_TICKS of them: steady state, with full windows, held positions and write phases spread over
+    the 50-tick cadence. Runs that end while ageing are left out (the supervisor tops them up)."""
     from ttt.providence import reference
     from ttt.providence.population import Population
 
-    end = time.time()
+    end = time.time() if end is None else end
     births = min(BIRTH_TICKS, ticks)
-    for s_index, symbol in enumerate(h.SYMBOLS):
-        ids = list(range(s_index, n, len(h.SYMBOLS)))
+    for s_index, symbol in enumerate(symbols):
+        ids = list(range(s_index, n, len(symbols)))
         params = {i: reference.sample_params(i, symbol, 40.0) for i in ids}
         pop = Population(symbol, {})
         t0 = time.monotonic()
@@ -123,7 +131,10 @@ def aged_population(n: int, ticks: int, market: ReplayMarket) -> Iterator[Row]:
                 )
             price, volatility, weight = market.inputs(symbol, now)
             pop.step(now, price, volatility, weight)
-        alive = sorted(pop.id_set())
+        # Shards fill in yield order: mixed birth ticks give every shard runs of every write phase, as a
+        # shard of a long-running deployment has (its runs were topped up at random times). Consecutive ids
+        # share a birth tick, so in id order a shard would write almost all its runs at one tick in 50.
+        alive = sorted(pop.id_set(), key=lambda i: (i * 2654435761) % 2**32)
         print(
             f"aged {symbol}: {len(alive):,} of {len(ids):,} runs after {ticks} ticks "
             f"({time.monotonic() - t0:.0f} s)",
@@ -176,6 +187,27 @@ def insert_population(db_url: str, rows: Iterable[Row], shard_size: int) -> dict
     return counts
 
 
+def create_bench_database() -> tuple[sa.Engine, str, str]:
+    """(admin engine, name, URL) of a fresh, empty MariaDB database for one benchmark run."""
+    name = f"ttt_bench{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(MARIADB_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    url = sa.engine.make_url(MARIADB_ADMIN).set(database=name).render_as_string(hide_password=False)
+    return admin, name, url
+
+
+def drop_bench_data(client: Any, prefix: str, admin: sa.Engine, database: str) -> None:
+    """A run's cache keys and its database go; closes the client and the admin engine."""
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{database}`"))
+    admin.dispose()
+
+
 class ReplayMarket(h.Market):
     """Real 1m bars (`../shared/data/`) on the wall clock: data time = wall time − a whole number of
     minutes, chosen so that the bench's last minute is the data's last."""
@@ -204,19 +236,13 @@ class ReplayMarket(h.Market):
         return self.paths[symbol].price_at(now - self.offset)
 
     def inputs(self, symbol: str, now: float) -> tuple[float, float, float]:
-        b = self.paths[symbol]
-        weight, volatility = b.weight_and_volatility(now - self.offset)
-        return b.price_at(now - self.offset), volatility, weight
+        return self.paths[symbol].tick_inputs(now - self.offset)
 
 
 def bench_size(
     n: int, ticks: int, warmup: int, shard_size: int, workdir: Path, replay: bool, aged_ticks: int
 ) -> None:
-    name = f"ttt_bench{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(MARIADB_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    db_url = sa.engine.make_url(MARIADB_ADMIN).set(database=name).render_as_string(hide_password=False)
+    admin, name, db_url = create_bench_database()
     prefix = f"ttt-bench:{uuid.uuid4().hex[:8]}:"
     session = h.broker_session()
     broker = next(session)
@@ -332,14 +358,7 @@ def bench_size(
             market.stop()
         with contextlib.suppress(StopIteration):
             next(session)
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
+        drop_bench_data(redis.Redis.from_url(REDIS_URL), prefix, admin, name)
 
 
 def main() -> None:

@@ -55,8 +55,7 @@ def tick_inputs(ticks: int, seed: int) -> list[tuple[float, float, float, float]
     out = []
     for k in range(1, ticks + 1):
         now = t0 + TICK_S * k
-        w, vol = bars.weight_and_volatility(now)
-        out.append((now, bars.price_at(now), vol, w))
+        out.append((now, *bars.tick_inputs(now)))
     return out
 
 

@@ -44,6 +44,11 @@ class Bars:
         seg = min(int(frac), 2)
         return float(pts[seg] + (pts[seg + 1] - pts[seg]) * (frac - seg))
 
+    def tick_inputs(self, t: float) -> tuple[float, float, float]:
+        """(price, volatility, weight) of a tick at t, as the dispatcher's tick record holds them."""
+        weight, volatility = self.weight_and_volatility(t)
+        return self.price_at(t), volatility, weight
+
     def weight_and_volatility(self, t: float) -> tuple[float, float]:
         """From the bars closed by t (those before the minute holding t)."""
         j = self.index(t)
