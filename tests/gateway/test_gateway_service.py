@@ -17,10 +17,12 @@ from ttt.services.gateway.client import (
     GatewayReply,
     HttpGatewayClient,
     InProcessGatewayClient,
-    submit_outcome,
 )
 from ttt.services.gateway.loops import GatewayLoops
 from ttt.services.gateway.model import GatewayError, error_code_for
+from ttt.services.portfolio.gateway_bridge import answer_of
+from ttt.services.portfolio.outcomes import SubmitOutcome
+from ttt.services.portfolio.outcomes import submit_outcome as outcome_of_answer
 
 BTC = "BTC/USDC:USDC"
 ETH = "ETH/USDC:USDC"
@@ -168,6 +170,11 @@ def test_exchange_texts_map_to_codes(text: str | None, code: str) -> None:
 # --- engine clients (§11.7) -----
 
 
+def submit_outcome(reply: GatewayReply) -> SubmitOutcome:
+    """The engine's reading of a client's reply: the bridge's translation, then the one §11.7 table."""
+    return outcome_of_answer(answer_of(reply))
+
+
 def _reply(status: int | None, body: dict[str, Any] | None = None, transport: str = "ok") -> GatewayReply:
     return GatewayReply(status, body, transport)  # type: ignore[arg-type]
 
@@ -207,6 +214,22 @@ def _reply(status: int | None, body: dict[str, Any] | None = None, transport: st
             "critical",
         ),
         (_reply(None, None, "unreachable"), "order_not_sent", "gateway_unreachable", "critical"),
+        (
+            _reply(200, {"status": "NOT_SENT", "replayed": True}),
+            "order_not_sent",
+            "order_not_sent",
+            "warning",
+        ),
+        (_reply(400, {"error": "malformed_json"}), "order_not_sent", "gateway_rejected_request", "critical"),
+        (_reply(404, {"error": "not_found"}), "order_not_sent", "gateway_rejected_request", "critical"),
+        (
+            _reply(409, {"error": {"code": "price_deviation"}}),
+            "order_not_sent",
+            "order_not_sent",
+            "warning",
+        ),
+        (_reply(500, {"error": "internal_error"}), "order_unknown", "internal_error", "critical"),
+        (_reply(201, {"status": "SOMETHING_NEW"}), "order_unknown", "gateway_timeout", "warning"),
     ],
 )
 def test_outcome_table(reply: GatewayReply, outcome: str, alert: str | None, severity: str | None) -> None:

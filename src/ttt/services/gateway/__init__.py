@@ -4,8 +4,6 @@ from ttt.services.gateway.client import (
     GatewayReply,
     HttpGatewayClient,
     InProcessGatewayClient,
-    SubmitOutcome,
-    submit_outcome,
 )
 from ttt.services.gateway.model import GatewayError, OrderPolicy, PreSendError
 from ttt.services.gateway.service import Answer, GatewayConfig, GatewayService
@@ -20,6 +18,4 @@ __all__ = [
     "InProcessGatewayClient",
     "OrderPolicy",
     "PreSendError",
-    "SubmitOutcome",
-    "submit_outcome",
 ]

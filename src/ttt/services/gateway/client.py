@@ -19,12 +19,6 @@ from opentelemetry import trace
 from opentelemetry.propagate import inject
 
 from ttt.services.gateway.model import (
-    CANCELED,
-    EXPIRED_UNKNOWN,
-    FILLED,
-    PARTIAL,
-    REJECTED,
-    RESTING,
     GatewayError,
 )
 
@@ -50,46 +44,6 @@ class GatewayReply:
         if self.body is None or not isinstance(self.body.get("error"), str):
             return None
         return str(self.body["error"])
-
-
-@dataclass(frozen=True)
-class SubmitOutcome:
-    outcome: str
-    alert: str | None = None
-    severity: str | None = None
-    order_status: str | None = None
-
-
-_REQUEST_REJECTED = {401, 403, 413, 415, 422}
-
-
-def submit_outcome(reply: GatewayReply) -> SubmitOutcome:
-    """The §11.7 outcome table."""
-    if reply.transport == "unreachable":
-        return SubmitOutcome("order_not_sent", "gateway_unreachable", "critical")
-    if reply.transport == "timeout" or reply.status == 202:
-        status = (reply.record or reply.body or {}).get("status")
-        return SubmitOutcome("order_unknown", "gateway_timeout", "warning", status)
-    assert reply.status is not None
-    body = reply.body or {}
-    if reply.status in (200, 201):
-        status = body.get("status")
-        if status in (RESTING, FILLED, PARTIAL):
-            return SubmitOutcome("order_sent", order_status=status)
-        if status == REJECTED:
-            return SubmitOutcome("order_rejected", "order_rejected", "warning", status)
-        if status in (CANCELED, EXPIRED_UNKNOWN):
-            return SubmitOutcome("order_not_sent", order_status=status)
-        return SubmitOutcome("order_unknown", "gateway_timeout", "warning", status)
-    code = reply.error_code
-    if reply.status == 503 or (reply.status == 409 and code == "price_deviation"):
-        return SubmitOutcome("order_not_sent", "order_not_sent", "warning")
-    if reply.status in _REQUEST_REJECTED or (reply.status == 409 and code == "client_order_id_conflict"):
-        return SubmitOutcome("order_not_sent", "gateway_rejected_request", "critical")
-    if reply.status >= 500:
-        # An unexpected server error may have happened after the send: treat it as unknown, loudly.
-        return SubmitOutcome("order_unknown", "internal_error", "critical")
-    return SubmitOutcome("order_not_sent", "gateway_rejected_request", "critical")
 
 
 class GatewayClient(Protocol):

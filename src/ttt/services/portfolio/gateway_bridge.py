@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ttt.services.gateway.client import GatewayClient
+from ttt.services.gateway.client import GatewayClient, GatewayReply
 from ttt.services.portfolio.ports import (
     CancelResult,
     GatewayUnavailable,
@@ -19,14 +19,18 @@ from ttt.services.portfolio.ports import (
 _TRANSPORT = {"ok": "response", "timeout": "timeout", "unreachable": "unreachable"}
 
 
+def answer_of(reply: GatewayReply) -> SubmitAnswer:
+    """After a timeout the body is the record a later GET returned, if any."""
+    body = reply.body if reply.body is not None else reply.record
+    return SubmitAnswer(_TRANSPORT[reply.transport], reply.status, body)  # type: ignore[arg-type]
+
+
 class GatewayBridge:
     def __init__(self, client: GatewayClient) -> None:
         self._client = client
 
     def submit(self, order: OrderSubmission) -> SubmitAnswer:
-        reply = self._client.submit(order.body())
-        body = reply.body if reply.body is not None else reply.record
-        return SubmitAnswer(_TRANSPORT[reply.transport], reply.status, body)  # type: ignore[arg-type]
+        return answer_of(self._client.submit(order.body()))
 
     def cancel_open(self, symbols: Sequence[str]) -> list[CancelResult]:
         reply = self._client.cancel_open(symbols)

@@ -72,6 +72,7 @@ from ttt.domain.symbols import api_coin, coin_dex
 from ttt.errors import CacheUnavailable
 from ttt.ports import Cache, Clock, LockManager
 from ttt.services.portfolio.alerts import AlertSeverity, AlertSink
+from ttt.services.portfolio.outcomes import submit_outcome
 from ttt.services.portfolio.ports import (
     ObserverSource,
     OrderGateway,
@@ -996,47 +997,17 @@ class ReconcileService:
     def _answer_outcome(
         self, result: CycleResult, record: SymbolRecord, answer: SubmitAnswer
     ) -> SymbolOutcome:
-        """§11.7 outcome mapping."""
-        symbol = record.symbol
-        code = answer.status_code
-        status = answer.record_status
-        if answer.transport == "unreachable":
-            self._alert(
-                result, "gateway_unreachable", "critical", symbol=symbol, message="gateway unreachable"
-            )
-            return "order_not_sent"
-        if answer.transport == "timeout" or code == 202:
-            self._alert(result, "gateway_timeout", "warning", symbol=symbol, message="order outcome unknown")
-            return "order_unknown"
-        if code in (200, 201):
-            if status in ("RESTING", "FILLED", "PARTIAL"):
-                return "order_sent"
-            if status == "REJECTED":
-                return "order_rejected"
-            if status in ("CANCELED", "EXPIRED_UNKNOWN"):
-                return "order_not_sent"
-            if status == "NOT_SENT":
-                self._alert(result, "order_not_sent", "warning", symbol=symbol, message="order not sent")
-                return "order_not_sent"
-            self._alert(result, "gateway_timeout", "warning", symbol=symbol, message=f"order status {status}")
-            return "order_unknown"
-        error = answer.error_code
-        if code == 503 or (code == 409 and error == "price_deviation"):
-            self._alert(
-                result, "order_not_sent", "warning", symbol=symbol, message=f"gateway refused: {code} {error}"
-            )
-            return "order_not_sent"
-        if code in (400, 401, 403, 409, 413, 415, 422):
+        """§11.7; a rejection's alert waits for `_after_answer`, which knows the streak."""
+        mapped = submit_outcome(answer)
+        if mapped.alert is not None and mapped.outcome != "order_rejected":
             self._alert(
                 result,
-                "gateway_rejected_request",
-                "critical",
-                symbol=symbol,
-                message=f"gateway rejected the request: {code} {error}",
+                mapped.alert,
+                mapped.severity or "warning",
+                symbol=record.symbol,
+                message=mapped.message,
             )
-            return "order_not_sent"
-        self._alert(result, "gateway_timeout", "warning", symbol=symbol, message=f"gateway answered {code}")
-        return "order_unknown"
+        return mapped.outcome
 
     def _after_answer(self, result: CycleResult, record: SymbolRecord) -> None:
         if record.outcome != "order_rejected":
