@@ -253,6 +253,48 @@ def test_progress_write_skips_only_its_own_json_check_on_mariadb(mariadb_url: st
     assert valid == 3
 
 
+def test_run_state_is_stored_compressed_on_mariadb_and_reads_back_unchanged(mariadb_url: str) -> None:
+    """Migration 0004: the server compresses the state it stores, and every reader still gets the exact
+    text that was written (a state as large as an aged run's, with every kind of JSON value in it)."""
+    engine = make_engine(mariadb_url)
+    upgrade(engine)
+    with UnitOfWork(engine) as uow:
+        ids = uow.runs.insert_many([_new_run(i) for i in range(2)])
+    states = {
+        rid: json.dumps(
+            {
+                "aprs": [(-1) ** j * (j + k) / 7 for j in range(900)],
+                "note": "ünïcode ✓ 'quoted' \\ back",
+                "ok": True,
+                "none": None,
+            },
+            ensure_ascii=False,
+        )
+        for k, rid in enumerate(ids)
+    }
+    with engine.connect() as conn:
+        ddl = conn.exec_driver_sql("SHOW CREATE TABLE runs").one()[1]
+        (state_line,) = [line for line in ddl.splitlines() if "`run_state`" in line]
+        compressions_before = int(
+            conn.exec_driver_sql("SHOW SESSION STATUS LIKE 'Column_compressions'").one()[1]
+        )
+        conn.commit()
+        written = update_progress(conn, [RunProgress(r, s, 1, 3, T0 + 3, 0.0) for r, s in states.items()])
+        conn.commit()
+        compressions = int(conn.exec_driver_sql("SHOW SESSION STATUS LIKE 'Column_compressions'").one()[1])
+        stored = dict(
+            conn.exec_driver_sql(f"SELECT id, run_state FROM runs WHERE id IN ({ids[0]}, {ids[1]})").all()
+        )
+    engine.dispose()
+    assert written == 2
+    assert "COMPRESSED" in state_line and "json_valid" in state_line
+    assert compressions - compressions_before >= 2
+    assert {rid: json.loads(text) for rid, text in stored.items()} == {
+        rid: json.loads(text) for rid, text in states.items()
+    }
+    assert stored == states
+
+
 def test_purge_deletes_exactly_the_section_10_rows(engine: Engine) -> None:
     now = T0 + 10_000
     a_s = 3600.0
