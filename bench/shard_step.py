@@ -9,6 +9,12 @@ whole server's: run it while nothing else uses them.
 
     .venv/bin/python bench/shard_step.py --symbol ETH/USDC:USDC --shards 5 --shard-size 2000 --ticks 120
     .venv/bin/python bench/shard_step.py --shards 1 --shard-size 10000 --buffer-pool-gb 2
+    .venv/bin/python bench/shard_step.py --shards 20 --shard-size 10000 --ticks 60 --buffer-pool-gb 2
+    .venv/bin/python bench/shard_step.py --shards 20 --shard-size 10000 --ticks 60 --buffer-pool-gb 2 \
+        --plain-state
+
+The last two compare the state column as migration 0004 stores it (compressed) with the plain column before
+it, on a table larger than the pool when plain.
 
 Needs the local MariaDB (T3_TEST_MARIADB_URL, an admin URL) and Redis (T3_TEST_REDIS_URL, keys on db 15).
 """
@@ -40,6 +46,10 @@ from real_path import Bars, load_bars  # noqa: E402
 
 VOLATILITY_LEAD_S = 1440 * 60 + 60
 WARM_TICKS = 12  # the cold load, then a base snapshot of every shard
+PLAIN_RUN_STATE = (
+    "ALTER TABLE runs MODIFY run_state LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin "
+    "NOT NULL CHECK (json_valid(run_state))"
+)
 
 
 class DataTime:
@@ -73,7 +83,7 @@ def cpu_sample() -> dict[str, float | None]:
     }
 
 
-def run(symbol: str, shards: int, shard_size: int, ticks: int, aged_ticks: int) -> None:
+def run(symbol: str, shards: int, shard_size: int, ticks: int, aged_ticks: int, plain_state: bool) -> None:
     from ttt.adapters.cache.locks import RedisLockManager
     from ttt.adapters.cache.redis_cache import RedisCache, make_redis_client
     from ttt.adapters.db.engine import make_engine
@@ -95,6 +105,9 @@ def run(symbol: str, shards: int, shard_size: int, ticks: int, aged_ticks: int) 
     engine = make_engine(db_url, pool_size=4)
     try:
         upgrade(engine)
+        if plain_state:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(PLAIN_RUN_STATE)
         rows = aged_population(n, aged_ticks, market, end=end, symbols=[symbol])
         counts = insert_population(db_url, rows, shard_size)
         alive = counts[symbol]
@@ -158,6 +171,14 @@ def run(symbol: str, shards: int, shard_size: int, ticks: int, aged_ticks: int) 
             f"  {'total':17s} {total * 1e6 / run_ticks:6.2f} µs CPU per run-tick: at that cost 2 cores carry "
             f"≈{2 * run_ticks / total:,.0f} run-ticks/s before any scheduling overhead"
         )
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE TABLE runs")
+            size = conn.exec_driver_sql(
+                "SELECT data_length + index_length FROM information_schema.tables "
+                "WHERE table_schema = DATABASE() AND table_name = 'runs'"
+            ).scalar_one()
+        layout = "plain (before migration 0004)" if plain_state else "compressed"
+        print(f"  runs table, run_state {layout}: {size / 2**20:,.0f} MB, {size / alive:,.0f} B per run")
     finally:
         engine.dispose()
         drop_bench_data(client, prefix, admin, name)
@@ -173,9 +194,14 @@ def main() -> None:
     parser.add_argument(
         "--buffer-pool-gb", type=float, default=0, help="MariaDB's innodb_buffer_pool_size for the run"
     )
+    parser.add_argument(
+        "--plain-state",
+        action="store_true",
+        help="store run_state uncompressed, as before migration 0004 (the baseline of the comparison)",
+    )
     args = parser.parse_args()
     with buffer_pool(args.buffer_pool_gb):
-        run(args.symbol, args.shards, args.shard_size, args.ticks, args.aged_ticks)
+        run(args.symbol, args.shards, args.shard_size, args.ticks, args.aged_ticks, args.plain_state)
 
 
 if __name__ == "__main__":
